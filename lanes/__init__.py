@@ -1,0 +1,1 @@
+"""lanes: many agents, one repository, one linear main."""

@@ -1,0 +1,99 @@
+"""The `lanes` command line: parse, make one core call, render. Nothing else lives here.
+
+Each command module imports the core lazily, inside the command, so `lanes --help` and
+the cheap commands agents call hundreds of times do not pay for what they do not use.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="lanes",
+    help="Many agents, one repository: claim lanes, hand over fragments, integrate serially, "
+    "gate the deploy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _register() -> None:
+    from lanes.cli import agent_cmds, ledger_cmds, operator_cmds
+
+    agent_cmds.register(app)
+    ledger_cmds.register(app)
+    operator_cmds.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every error becomes its exit code and, with --json, a JSON document."""
+    from lanes.errors import LanesError
+
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
+    try:
+        app(args=args, prog_name="lanes", standalone_mode=False)
+    except LanesError as exc:
+        return _fail(exc.exit_code, exc.code, exc.message, exc.hint, as_json, exc.extra)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:  # click's usage errors, vendored by typer: exit 2
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.stdout.write(exc.format_message() + "\n")
+            return 0
+        code = exc.exit_code
+        return _fail(code, "bad-usage", exc.format_message(), _usage_hint(exc), as_json, {})
+    except typer.Abort:
+        return 130
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # an unexpected exception is a bug: keep its traceback
+        return _crash(exc, as_json)
+    return 0
+
+
+def _usage_hint(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f"see {ctx.command_path} --help" if ctx is not None else "see lanes --help"
+
+
+def _fail(
+    code: int, err: str, message: str, hint: str, as_json: bool, extra: dict[str, object]
+) -> int:
+    from lanes.cli.output import print_json, say
+
+    if as_json:
+        print_json({"error": err, "message": message, **({"hint": hint} if hint else {}), **extra})
+    from rich.markup import escape
+
+    say(f"[bold red]error[/] ({escape(err)}): {escape(message)}")
+    if hint:
+        say(f"[dim]hint:[/] {escape(hint)}")
+    return code
+
+
+def _crash(exc: Exception, as_json: bool) -> int:
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="lanes-crash-", suffix=".txt", delete=False) as fh:
+        traceback.print_exc(file=fh)
+    return _fail(
+        1,
+        "internal-error",
+        f"{type(exc).__name__}: {exc}",
+        f"this is a bug in lanes; the traceback is in {fh.name}",
+        as_json,
+        {"traceback": fh.name},
+    )
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Which repository, wave and lane a command is about: typed, or known from the worktree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lanes.errors import BadInput
+
+if TYPE_CHECKING:
+    from lanes.config import Config
+
+
+def config() -> Config:
+    from lanes import config as config_mod
+
+    return config_mod.load(Path.cwd())
+
+
+def lane_of(cfg_branch: str | None, wave: str | None, lane: str | None) -> tuple[str, str]:
+    """WAVE LANE as typed, or read from the lane branch `lanes/<wave>/<lane>` checked out here."""
+    if wave and lane:
+        return wave, lane
+    if wave or lane:
+        raise BadInput(
+            "bad-arguments",
+            "give both WAVE and LANE, or neither (inside a lane's worktree)",
+            hint="lanes submit 44 api-dim-a, or run it from /tmp/<project>-44-api-dim-a",
+        )
+    if cfg_branch and cfg_branch.startswith("lanes/") and cfg_branch.count("/") == 2:
+        _, w, ln = cfg_branch.split("/")
+        return w, ln
+    raise BadInput(
+        "no-lane-here",
+        "WAVE and LANE were not given and this is not a lane's worktree",
+        hint="give WAVE LANE, or run the command inside the worktree lanes claim made",
+    )
+
+
+def current_lane(wave: str | None, lane: str | None) -> tuple[Config, str, str]:
+    from lanes import config as config_mod
+    from lanes import git
+
+    where = git.locate(Path.cwd())
+    cfg = config_mod.load_at(where.main_checkout, where.common_dir)
+    w, ln = lane_of(where.branch, wave, lane)
+    from lanes.names import check_lane, check_wave
+
+    return cfg, check_wave(w), check_lane(ln)

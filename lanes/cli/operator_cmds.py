@@ -1,0 +1,13 @@
+"""The operator's commands: integrate, verify, demo. Each lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from lanes.cli import demo_cmd, integrate_cmd, verify_cmd
+
+    integrate_cmd.register(app)
+    verify_cmd.register(app)
+    demo_cmd.register(app)

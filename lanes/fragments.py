@@ -1,0 +1,236 @@
+"""Fragments: what a lane asks of the contended files, validated when dropped.
+
+A fragment is data, never code: manifest entries (plain file names), a version bump
+(major, minor or patch) or a deploy-workflow change as a JSON Patch (RFC 6902). Each is
+one JSON file in the lane's `fragments/` directory, written whole by a rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from lanes.config import Config
+from lanes.errors import BadInput, Refused
+from lanes.names import check_entry
+
+BUMPS = ("patch", "minor", "major")  # in increasing order
+
+
+class _Fragment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ManifestFragment(_Fragment):
+    kind: Literal["manifest"] = "manifest"
+    entries: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _plain_names(self) -> ManifestFragment:
+        for entry in self.entries:
+            check_entry(entry)
+        return self
+
+
+class VersionFragment(_Fragment):
+    kind: Literal["version"] = "version"
+    bump: Literal["major", "minor", "patch"]
+
+
+class PatchOp(_Fragment):
+    """One RFC 6902 operation."""
+
+    op: Literal["add", "remove", "replace", "move", "copy", "test"]
+    path: str
+    value: Any = None
+    from_: str | None = Field(default=None, alias="from")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required_members(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            op = data.get("op")
+            if op in ("add", "replace", "test") and "value" not in data:
+                raise ValueError(f"a {op!r} operation needs a 'value'")
+            if op in ("move", "copy") and "from" not in data:
+                raise ValueError(f"a {op!r} operation needs a 'from'")
+        return data
+
+    @model_validator(mode="after")
+    def _pointers(self) -> PatchOp:
+        for pointer in (self.path, self.from_):
+            if pointer is not None and pointer != "" and not pointer.startswith("/"):
+                raise ValueError(f"{pointer!r} is not a JSON Pointer (it must start with '/')")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"op": self.op, "path": self.path}
+        if self.op in ("add", "replace", "test"):
+            doc["value"] = self.value
+        if self.from_ is not None:
+            doc["from"] = self.from_
+        return doc
+
+
+class DeployFragment(_Fragment):
+    kind: Literal["deploy"] = "deploy"
+    patch: list[PatchOp] = Field(min_length=1)
+    source: str = ""  # the file name it was read from, for people
+
+
+Fragment = Annotated[
+    ManifestFragment | VersionFragment | DeployFragment, Field(discriminator="kind")
+]
+_FRAGMENT = TypeAdapter(Fragment)
+
+
+def parse_patch_file(path: Path) -> DeployFragment:
+    """Read a JSON Patch written in JSON or YAML; refuse anything else with exit 2."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(
+            "bad-fragment",
+            f"cannot read {path}: {exc.strerror}",
+            hint="give the path of a JSON Patch file",
+        ) from exc
+    try:
+        doc = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is neither JSON nor YAML: {exc}",
+            hint="write the patch as a JSON or YAML list of operations",
+        ) from exc
+    if not isinstance(doc, list):
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a JSON Patch: the document must be a list of operations",
+            hint='e.g. [{"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}]',
+        )
+    try:
+        return DeployFragment(patch=[PatchOp.model_validate(op) for op in doc], source=path.name)
+    except ValidationError as exc:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a valid JSON Patch (RFC 6902): " + _first_error(exc),
+            hint="each operation needs op (add, remove, replace, move, copy, test), "
+            "a path starting with '/', and value or from as its op requires",
+        ) from None
+
+
+def manifest(entries: list[str]) -> ManifestFragment:
+    for entry in entries:
+        check_entry(entry)
+    if not entries:
+        raise BadInput(
+            "bad-fragment",
+            "no manifest entries given",
+            hint="lanes fragment manifest 261_legal_chain_v2.sql",
+        )
+    return ManifestFragment(entries=entries)
+
+
+def version(bump: str) -> VersionFragment:
+    if bump not in BUMPS:
+        raise BadInput(
+            "bad-bump", f"{bump!r} is not a version bump", hint="use one of: major, minor, patch"
+        )
+    return VersionFragment.model_validate({"bump": bump})
+
+
+def fragment_to_json(
+    fragment: ManifestFragment | VersionFragment | DeployFragment,
+) -> dict[str, Any]:
+    if isinstance(fragment, DeployFragment):
+        return {
+            "kind": "deploy",
+            "patch": [op.to_json() for op in fragment.patch],
+            "source": fragment.source,
+        }
+    return fragment.model_dump()
+
+
+def write(frag_dir: Path, fragment: ManifestFragment | VersionFragment | DeployFragment) -> Path:
+    """Write one fragment file whole (temp file, fsync, rename); names sort by drop time."""
+    name = f"{time.time_ns():020d}-{fragment.kind}-{uuid.uuid4().hex[:6]}.json"
+    target = frag_dir / name
+    tmp = frag_dir / f".{name}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(fragment_to_json(fragment), fh, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def read_all(
+    frag_dir: Path,
+) -> list[tuple[Path, ManifestFragment | VersionFragment | DeployFragment]]:
+    """Every fragment in drop order. A file that does not parse raises BadInput naming it."""
+    if not frag_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(frag_dir.glob("*.json")):
+        try:
+            found.append((path, _FRAGMENT.validate_json(path.read_bytes())))
+        except ValidationError as exc:
+            raise BadInput(
+                "bad-fragment",
+                f"fragment {path.name} is invalid: " + _first_error(exc),
+                hint="drop it again with lanes fragment",
+                fragment=str(path),
+            ) from None
+    return found
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else str(err["msg"])
+
+
+def drop(
+    cfg: Config, wave: str, lane: str, fragment: ManifestFragment | VersionFragment | DeployFragment
+) -> Path:
+    """Put a fragment into a held lane's claim directory and record it in the ledger."""
+    from lanes import claims, state
+
+    claim_dir, record = claims.held(cfg, wave, lane)
+    lane_state = state.lane_state(cfg, wave, lane)
+    if lane_state not in ("claimed", "bounced"):
+        raise Refused(
+            "lane-not-open",
+            f"lane {wave}/{lane} is {lane_state}: fragments can only be added before submit",
+            hint="release and claim a new lane, or wait for a bounce",
+        )
+    path = write(claim_dir / claims.FRAGMENTS, fragment)
+    claims.ledger(cfg, wave).append(
+        "fragment",
+        lane,
+        record.agent,
+        kind=fragment.kind,
+        file=path.name,
+        **_summary(fragment),
+    )
+    return path
+
+
+def _summary(fragment: ManifestFragment | VersionFragment | DeployFragment) -> dict[str, Any]:
+    if isinstance(fragment, ManifestFragment):
+        return {"entries": fragment.entries}
+    if isinstance(fragment, VersionFragment):
+        return {"bump": fragment.bump}
+    return {"ops": len(fragment.patch), "paths": [op.path for op in fragment.patch]}

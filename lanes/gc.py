@@ -1,0 +1,91 @@
+"""Garbage collection: reap stale claims and remove worktrees nobody needs, losing nothing.
+
+A stale lane's uncommitted work (untracked files too) is saved as a patch in its claim
+directory before its worktree is removed; its branch, which holds its commits, is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lanes import claims, git, state, worktrees
+from lanes.config import Config
+
+
+@dataclass(frozen=True)
+class GcAction:
+    wave: str
+    lane: str
+    action: str  # "reap" or "remove-worktree"
+    reason: str
+    worktree: str
+    saved_patch: str | None = None
+    worktree_vanished: bool = False
+
+
+@dataclass
+class GcReport:
+    dry_run: bool
+    actions: list[GcAction] = field(default_factory=list)
+
+
+def gc(cfg: Config, dry_run: bool = False) -> GcReport:
+    report = GcReport(dry_run)
+    now = time.time()
+    for wave in state.waves(cfg):
+        for lane, hist in sorted(state.histories(cfg, wave).items()):
+            claim_dir = cfg.claim_dir(wave, lane)
+            record = claims.read_record(claim_dir)
+            if record is None:
+                continue
+            if hist.state == "claimed":
+                age = claims.heartbeat_age(claim_dir, now)
+                if age is not None and age > cfg.stale_after_seconds:
+                    reason = (
+                        f"no heartbeat for {int(age)}s (stale_after {cfg.settings.stale_after})"
+                    )
+                    report.actions.append(_reap(cfg, wave, lane, record, reason, dry_run))
+            elif hist.state == "integrated" and worktrees.is_worktree(Path(record.worktree)):
+                report.actions.append(_remove_integrated(cfg, wave, lane, record, dry_run))
+    if not dry_run:
+        git.worktree_prune(cfg.main_checkout)  # registrations whose directory vanished
+    return report
+
+
+def _reap(
+    cfg: Config, wave: str, lane: str, record: claims.ClaimRecord, reason: str, dry_run: bool
+) -> GcAction:
+    path = Path(record.worktree)
+    vanished = not worktrees.is_worktree(path)
+    if dry_run:
+        return GcAction(wave, lane, "reap", reason, str(path), None, vanished)
+    claim_dir = cfg.claim_dir(wave, lane)
+    patch, _ = claims.retire_worktree(cfg, claim_dir, record, "reap", keep=False)
+    dest = claims.archive(cfg, wave, lane, "reaped")
+    saved = str(dest / patch.name) if patch else None
+    claims.ledger(cfg, wave).append(
+        "reap",
+        lane,
+        record.agent,
+        reason=reason,
+        archived_to=str(dest),
+        saved_patch=saved,
+        worktree_vanished=vanished,
+        branch_kept=record.branch,
+    )
+    return GcAction(wave, lane, "reap", reason, str(path), saved, vanished)
+
+
+def _remove_integrated(
+    cfg: Config, wave: str, lane: str, record: claims.ClaimRecord, dry_run: bool
+) -> GcAction:
+    reason = "lane is integrated"
+    if dry_run:
+        return GcAction(wave, lane, "remove-worktree", reason, record.worktree)
+    claim_dir = cfg.claim_dir(wave, lane)
+    patch, _ = claims.retire_worktree(cfg, claim_dir, record, "gc", keep=False)
+    return GcAction(
+        wave, lane, "remove-worktree", reason, record.worktree, str(patch) if patch else None
+    )

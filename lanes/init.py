@@ -1,0 +1,112 @@
+"""`lanes init`: a commented lanes.toml filled from what the repository holds."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lanes import git
+from lanes.config import Settings
+from lanes.errors import BadInput
+
+
+@dataclass(frozen=True)
+class InitResult:
+    config_path: str
+    gitignore: str
+    version_files: list[str] = field(default_factory=list)
+    deploy_workflow: str | None = None
+    manifest: str | None = None
+
+
+def _has_version(path: Path) -> bool:
+    try:
+        if path.name == "pyproject.toml":
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+            return "version" in doc.get("project", {}) or "version" in doc.get("tool", {}).get(
+                "poetry", {}
+            )
+        if path.suffix == ".json":
+            return "version" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _render(root: Path, found: InitResult) -> str:
+    d = Settings()
+    lines = [
+        "# lanes configuration (https://github.com/lanes; see docs/configuration.md).",
+        "# Every key is optional; the values shown are the defaults unless noted.",
+        f'project = "{root.name}"           # worktrees: {{worktree_root}}/{{project}}-{{wave}}-{{lane}}',
+        f'main = "{d.main}"                 # the integration branch',
+        f'worktree_root = "{d.worktree_root}"',
+        f'inbox = "{d.inbox}"  # claims, fragments and ledgers; git-ignored',
+        f'stale_after = "{d.stale_after}"           # gc reaps a claim silent for this long',
+        'test_command = ""                # run by the integrator after each lane, e.g. "make test"',
+        "protected = []                   # more globs no lane may edit directly",
+        "",
+    ]
+    if found.manifest:
+        lines += [
+            "[manifest]                       # the boot allowlist of migrations",
+            f'path = "{found.manifest}"',
+            f'entries_dir = "{Path(found.manifest).parent.as_posix()}"',
+            '# required = "scripts/schema_guard.py:AM_REQUIRED_MIGRATIONS"  # FILE:NAME or a text file',
+            "",
+        ]
+    else:
+        lines += ["# [manifest]", '# path = "scripts/migrations/boot_manifest.txt"', ""]
+    if found.version_files:
+        lines += [
+            "[version]",
+            f"files = {json.dumps(found.version_files)}  # each holds the same version",
+            "",
+        ]
+    if found.deploy_workflow:
+        lines += ["[deploy]", f'workflow = "{found.deploy_workflow}"', ""]
+    else:
+        lines += ["# [deploy]", '# workflow = ".github/workflows/deploy.yml"', ""]
+    return "\n".join(lines)
+
+
+def init(cwd: Path, force: bool = False) -> InitResult:
+    where = git.locate(cwd)
+    root = where.main_checkout
+    target = root / "lanes.toml"
+    if target.exists() and not force:
+        raise BadInput(
+            "config-exists",
+            f"{target} already exists",
+            hint="edit it, or run lanes init --force to write it again",
+        )
+    versions = [
+        name
+        for name in ("pyproject.toml", "server.json", "package.json")
+        if _has_version(root / name)
+    ]
+    workflows = sorted((root / ".github" / "workflows").glob("*.y*ml"))
+    deploy = next((w for w in workflows if w.stem.startswith("deploy")), None)
+    manifests = sorted(root.glob("scripts/migrations/*manifest*.txt"))
+    found = InitResult(
+        config_path=str(target),
+        gitignore=str(root / ".gitignore"),
+        version_files=versions,
+        deploy_workflow=deploy.relative_to(root).as_posix() if deploy else None,
+        manifest=manifests[0].relative_to(root).as_posix() if manifests else None,
+    )
+    text = _render(root, found)
+    tomllib.loads(text)  # what we write must read back
+    target.write_text(text, encoding="utf-8")
+    _ignore(root / ".gitignore", "/" + Settings().inbox.strip("/") + "/")
+    return found
+
+
+def _ignore(gitignore: Path, pattern: str) -> None:
+    existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    if pattern in existing.splitlines():
+        return
+    sep = "" if not existing or existing.endswith("\n") else "\n"
+    gitignore.write_text(f"{existing}{sep}{pattern}\n", encoding="utf-8")

@@ -1,0 +1,145 @@
+"""A lane's state, derived: from its ledger events, checked against its claim directory.
+
+claimed -> submitted -> integrated; submitted -> bounced -> submitted;
+claimed|submitted|bounced -> released; a stale claimed lane -> reaped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lanes import claims, git
+from lanes.config import Config
+from lanes.names import check_wave
+
+_STATE_OF_EVENT = {
+    "claim": "claimed",
+    "submit": "submitted",
+    "bounced": "bounced",
+    "integrated": "integrated",
+    "release": "released",
+    "reap": "reaped",
+}
+HOLDING = ("claimed", "submitted", "bounced")
+
+
+@dataclass
+class LaneHistory:
+    lane: str
+    state: str
+    agent: str
+    submit_seq: int = 0  # ledger position of the latest submit: the integration order
+    submit_details: dict[str, Any] | None = None
+
+
+def histories(cfg: Config, wave: str) -> dict[str, LaneHistory]:
+    """Every lane the wave has seen, with its state as the ledger and the claim dirs say."""
+    check_wave(wave)
+    found: dict[str, LaneHistory] = {}
+    for ev in claims.ledger(cfg, wave).events():
+        new_state = _STATE_OF_EVENT.get(ev.event)
+        if new_state is None or not ev.lane:
+            continue
+        hist = found.setdefault(ev.lane, LaneHistory(ev.lane, new_state, ev.agent))
+        hist.state = new_state
+        if ev.agent:
+            hist.agent = ev.agent
+        if ev.event == "submit":
+            hist.submit_seq, hist.submit_details = ev.seq, ev.details
+    for lane, claim_dir in lane_dirs(cfg, wave):
+        known = found.get(lane)
+        if known is None or known.state in ("released", "reaped"):
+            # The claim dir decides: a claim whose ledger line is not written yet.
+            record = claims.read_record(claim_dir)
+            found[lane] = LaneHistory(lane, "claimed", record.agent if record else "")
+    for hist in found.values():
+        if hist.state in HOLDING and not cfg.claim_dir(wave, hist.lane).is_dir():
+            hist.state = "released"  # archived, but died before the ledger line
+    return found
+
+
+def lane_state(cfg: Config, wave: str, lane: str) -> str | None:
+    hist = histories(cfg, wave).get(lane)
+    return hist.state if hist else None
+
+
+def lane_dirs(cfg: Config, wave: str) -> list[tuple[str, Path]]:
+    wave_dir = cfg.wave_dir(wave)
+    if not wave_dir.is_dir():
+        return []
+    return sorted(
+        (p.name, p)
+        for p in wave_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / claims.RECORD).is_file()
+    )
+
+
+def waves(cfg: Config) -> list[str]:
+    if not cfg.inbox.is_dir():
+        return []
+    return sorted(
+        p.name for p in cfg.inbox.iterdir() if p.is_dir() and (p / "AGENT_LEDGER.md").exists()
+    )
+
+
+def submitted_in_order(cfg: Config, wave: str) -> list[LaneHistory]:
+    """Lanes waiting for the integrator, in the order they were (last) submitted."""
+    pending = [h for h in histories(cfg, wave).values() if h.state == "submitted"]
+    return sorted(pending, key=lambda h: h.submit_seq)
+
+
+@dataclass(frozen=True)
+class LaneStatus:
+    wave: str
+    lane: str
+    agent: str
+    state: str
+    worktree: str
+    branch: str
+    claimed_at: str
+    age_seconds: int | None
+    heartbeat_age_seconds: int | None
+    stale: bool
+    commits_ahead: int
+    fragments: int
+
+
+def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
+    rows = []
+    now = time.time()
+    for w in [check_wave(wave)] if wave else waves(cfg):
+        for lane, hist in sorted(histories(cfg, w).items()):
+            claim_dir = cfg.claim_dir(w, lane)
+            record = claims.read_record(claim_dir)
+            branch = cfg.branch(w, lane)
+            hb = claims.heartbeat_age(claim_dir, now) if record else None
+            age = int(now - _epoch(record.time)) if record else None
+            base = record.base if record else cfg.main
+            frag_dir = claim_dir / claims.FRAGMENTS
+            rows.append(
+                LaneStatus(
+                    wave=w,
+                    lane=lane,
+                    agent=hist.agent,
+                    state=hist.state,
+                    worktree=record.worktree if record else str(cfg.worktree_path(w, lane)),
+                    branch=branch,
+                    claimed_at=record.time if record else "",
+                    age_seconds=age,
+                    heartbeat_age_seconds=int(hb) if hb is not None else None,
+                    stale=hist.state == "claimed"
+                    and hb is not None
+                    and hb > cfg.stale_after_seconds,
+                    commits_ahead=git.commits_ahead(cfg.main_checkout, base, branch),
+                    fragments=len(list(frag_dir.glob("*.json"))) if frag_dir.is_dir() else 0,
+                )
+            )
+    return rows
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

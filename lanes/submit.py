@@ -1,0 +1,85 @@
+"""Handing a lane to the integrator, refusing one that edited a contended file itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from lanes import claims, fragments, git, state
+from lanes.config import Config
+from lanes.errors import Refused
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: str
+    surface: str  # manifest, version, deploy or protected
+    instead: str  # what to do instead
+
+
+def violations(cfg: Config, changed: list[str]) -> list[Violation]:
+    """Which changed paths are contended surfaces or protected, and the fragment to use."""
+    s = cfg.settings
+    found = []
+    for path in changed:
+        if s.manifest and path == s.manifest.path:
+            found.append(Violation(path, "manifest", "lanes fragment manifest ENTRY..."))
+        elif s.version and path in s.version.files:
+            found.append(Violation(path, "version", "lanes fragment version major|minor|patch"))
+        elif s.deploy and path == s.deploy.workflow:
+            found.append(Violation(path, "deploy", "lanes fragment deploy PATCH_FILE"))
+        elif any(fnmatchcase(path, glob) for glob in s.protected):
+            found.append(Violation(path, "protected", "leave it to the operator: it is protected"))
+    return found
+
+
+def branch_violations(cfg: Config, branch: str) -> list[Violation]:
+    repo = cfg.main_checkout
+    base = git.merge_base(repo, cfg.main, branch)
+    if base is None:
+        return []
+    return violations(cfg, git.changed_paths(repo, base, branch))
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    wave: str
+    lane: str
+    agent: str
+    branch: str
+    head: str
+    commits: int
+    fragments: int
+
+
+def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
+    claim_dir, record = claims.held(cfg, wave, lane)
+    lane_state = state.lane_state(cfg, wave, lane)
+    if lane_state not in ("claimed", "bounced"):
+        raise Refused(
+            "lane-not-open",
+            f"lane {wave}/{lane} is {lane_state}; only a claimed or bounced lane can be submitted",
+            hint="see lanes status",
+        )
+    log = claims.ledger(cfg, wave)
+    found = branch_violations(cfg, record.branch)
+    if found:
+        log.append(
+            "submit-refused",
+            lane,
+            record.agent,
+            files=[v.path for v in found],
+            instead=[v.instead for v in found],
+        )
+        detail = "; ".join(f"{v.path} ({v.surface}): use {v.instead}" for v in found)
+        raise Refused(
+            "touches-contended-surface",
+            f"lane {wave}/{lane} changes files no lane may edit: {detail}",
+            hint="revert those changes in your branch and drop fragments instead",
+            files=[{"path": v.path, "surface": v.surface, "instead": v.instead} for v in found],
+        )
+    frags = fragments.read_all(claim_dir / claims.FRAGMENTS)  # refuse a corrupt fragment now
+    head = git.rev_parse(cfg.main_checkout, record.branch) or ""
+    ahead = git.commits_ahead(cfg.main_checkout, cfg.main, record.branch)
+    log.append("submit", lane, record.agent, head=head, commits=ahead, fragments=len(frags))
+    return SubmitResult(wave, lane, record.agent, record.branch, head, ahead, len(frags))

@@ -1,0 +1,97 @@
+"""A lane's worktree: made without races, removed without losing work.
+
+Parallel `git worktree add` fails now and then (a sibling's `commondir` is read while
+being written; PRIMITIVES.md): the cheap registration (`add --no-checkout`) runs under one
+repository-wide lock, the expensive checkout runs outside it, in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from lanes import git
+from lanes.config import Config
+from lanes.errors import BadInput, OperationalError
+
+
+def check_sparse(patterns: Sequence[str]) -> list[str]:
+    """Cone-mode patterns are directories inside the repository."""
+    for pattern in patterns:
+        parts = Path(pattern).parts
+        if not pattern or Path(pattern).is_absolute() or ".." in parts or "*" in pattern:
+            raise BadInput(
+                "bad-sparse",
+                f"invalid --sparse path {pattern!r}",
+                hint="give a directory inside the repository, like src/api or docs",
+            )
+    return list(patterns)
+
+
+def ensure_free(path: Path) -> None:
+    """Refuse a path that exists in any form; never follow or remove what is there."""
+    if os.path.lexists(path):
+        kind = "symlink" if path.is_symlink() else "directory" if path.is_dir() else "file"
+        raise OperationalError(
+            "worktree-path-exists",
+            f"a {kind} already exists at {path}, where the lane's worktree would go",
+            hint="move it away yourself (lanes never touches it), or set worktree_root",
+            path=str(path),
+        )
+
+
+def create(cfg: Config, path: Path, branch: str, base: str, sparse: Sequence[str]) -> bool:
+    """Make the worktree on `branch` (new, from `base`, unless it exists). True if new branch."""
+    from filelock import FileLock
+
+    repo = cfg.main_checkout
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    new_branch = not git.branch_exists(repo, branch)
+    with FileLock(str(cfg.state_dir / "worktree-add.lock")):
+        ensure_free(path)
+        try:
+            git.worktree_add_no_checkout(repo, path, branch, base, new_branch=new_branch)
+        except OperationalError:
+            # A worktree deleted by hand (a reboot empties /tmp) stays registered until
+            # pruned, and blocks its path and branch; prune and try once more.
+            git.worktree_prune(repo)
+            ensure_free(path)
+            git.worktree_add_no_checkout(repo, path, branch, base, new_branch=new_branch)
+    try:
+        if sparse:
+            git.sparse_checkout_set(path, sparse)
+        git.checkout_files(path)
+    except OperationalError:
+        remove(cfg, path, branch if new_branch else None)
+        raise
+    return new_branch
+
+
+def remove(cfg: Config, path: Path, delete_branch: str | None = None) -> None:
+    """Unregister and delete a worktree (and a branch it alone created). Idempotent."""
+    repo = cfg.main_checkout
+    if os.path.lexists(path) and not path.is_symlink():
+        git.run(["worktree", "remove", "--force", "--force", str(path)], repo, check=False)
+    git.worktree_prune(repo)
+    if delete_branch:
+        git.delete_branch(repo, delete_branch)
+
+
+def save_uncommitted(worktree: Path, patch_path: Path) -> bool:
+    """Write every uncommitted change (untracked files too) to `patch_path`. True if any."""
+    if not git.status_porcelain(worktree).strip():
+        return False
+    patch = git.diff_with_untracked(worktree)
+    tmp = patch_path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(patch)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, patch_path)
+    return True
+
+
+def is_worktree(path: Path) -> bool:
+    """A real directory (not a symlink) holding a .git file of a linked worktree."""
+    return path.is_dir() and not path.is_symlink() and (path / ".git").is_file()
