@@ -1,0 +1,1 @@
+"""One module per contended file kind: manifest, version, deploy."""

@@ -1,0 +1,3 @@
+from lanes.cli import run
+
+run()
