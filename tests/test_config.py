@@ -1,0 +1,90 @@
+"""Configuration: defaults, lanes.toml over [tool.lanes], unknown keys refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lanes import config
+from lanes.errors import BadInput
+from tests.conftest import git, lanes_json, snapshot
+
+
+def _bare_repo(path: Path) -> Path:
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "README").write_text("x\n")
+    git(path, "add", ".")
+    git(path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    return path
+
+
+def test_a_repository_without_configuration_works(tmp_path: Path) -> None:
+    repo = _bare_repo(tmp_path / "plain")
+    cfg = config.load(repo)
+    assert cfg.source == "defaults"
+    assert cfg.project == "plain"
+    assert cfg.main == "main"
+    assert cfg.stale_after_seconds == 30 * 60
+    assert cfg.inbox == repo / "tools/offline/_inbox"
+    assert cfg.worktree_path("44", "a") == Path("/tmp/plain-44-a")
+    assert cfg.contended_surfaces() == []
+
+
+def test_seed_configuration_is_read_from_pyproject(cfg: config.Config) -> None:
+    assert cfg.source == "pyproject.toml"
+    assert cfg.project == "jpcite"
+    assert cfg.contended_surfaces() == [
+        "scripts/migrations/autonomath_boot_manifest.txt",
+        "pyproject.toml",
+        "server.json",
+        ".github/workflows/deploy.yml",
+    ]
+
+
+def test_lanes_toml_wins_over_pyproject(seed_repo: Path) -> None:
+    (seed_repo / "lanes.toml").write_text('project = "other"\nstale_after = "2h"\n')
+    cfg = config.load(seed_repo)
+    assert (cfg.source, cfg.project, cfg.stale_after_seconds) == ("lanes.toml", "other", 7200)
+    assert cfg.settings.manifest is None  # sections are not merged across files
+
+
+def test_config_is_found_from_inside_a_linked_worktree(seed_repo: Path, tmp_path: Path) -> None:
+    wt = tmp_path / "linked"
+    git(seed_repo, "worktree", "add", "-q", str(wt), "-b", "side")
+    cfg = config.load(wt / "src")
+    assert cfg.main_checkout == seed_repo
+    assert cfg.inbox == seed_repo / "tools/offline/_inbox"
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('projekt = "x"\n', "projekt"),
+        ('[manifest]\npath = "m.txt"\nentris_dir = "x"\n', "manifest.entris_dir"),
+        ('stale_after = "soon"\n', "stale_after"),
+        ('inbox = "/etc"\n', "inbox"),
+        ('inbox = "../outside"\n', "inbox"),
+        ("protected = 3\n", "protected"),
+        ("main = \n", "TOML"),
+    ],
+)
+def test_bad_configuration_is_refused_with_exit_2_naming_the_key(
+    seed_repo: Path, text: str, named: str
+) -> None:
+    (seed_repo / "lanes.toml").write_text(text)
+    with pytest.raises(BadInput) as info:
+        config.load(seed_repo)
+    assert named in info.value.message
+    before = snapshot(seed_repo)
+    rc, doc = lanes_json(seed_repo, "status")
+    assert rc == 2
+    assert doc["error"] == "bad-config"
+    assert named in doc["message"]
+    assert snapshot(seed_repo) == before
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1d", 86400)])
+def test_durations(text: str, seconds: int) -> None:
+    assert config.parse_duration(text) == seconds
