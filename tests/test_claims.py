@@ -1,0 +1,238 @@
+"""Claims: one holder per lane under contention, a working worktree for every winner,
+nothing half-done, nothing followed or overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lanes import claims, config, state
+from lanes.errors import Contention, OperationalError, Refused
+from tests.conftest import LANES, commit_file, git, lanes_json, run_lanes, snapshot
+
+
+def test_claim_makes_a_worktree_on_its_branch_from_main(cfg: config.Config) -> None:
+    main_tip = git(cfg.main_checkout, "rev-parse", "main")
+    result = claims.claim(cfg, "44", "api-dim-a", "agent-1")
+    wt = Path(result.worktree)
+    assert wt == cfg.worktree_path("44", "api-dim-a")
+    assert wt.name == "jpcite-44-api-dim-a"
+    assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "lanes/44/api-dim-a"
+    assert git(wt, "rev-parse", "HEAD") == main_tip == result.base
+    assert (wt / "scripts/schema_guard.py").is_file()
+    assert git(wt, "status", "--porcelain") == ""
+    record = claims.read_record(cfg.claim_dir("44", "api-dim-a"))
+    assert record is not None and record.agent == "agent-1" and record.base == main_tip
+    assert [e.event for e in claims.ledger(cfg, "44").events()] == ["claim"]
+    # the inbox never shows up as untracked work in the main checkout
+    assert git(cfg.main_checkout, "status", "--porcelain") == ""
+
+
+def test_second_claimer_gets_contention_naming_the_holder(cfg: config.Config) -> None:
+    claims.claim(cfg, "44", "a", "first")
+    with pytest.raises(Contention) as info:
+        claims.claim(cfg, "44", "a", "second")
+    assert info.value.extra["holder"] == "first"
+    events = claims.ledger(cfg, "44").events()
+    assert [(e.event, e.agent) for e in events] == [("claim", "first"), ("claim-refused", "second")]
+    assert events[1].details["holder"] == "first"
+
+
+def test_cli_claim_json_and_exit_codes(seed_repo: Path) -> None:
+    rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot-1")
+    assert rc == 0
+    assert doc["schema_version"] == 1
+    assert {"wave", "lane", "agent", "worktree", "branch", "base", "claim_dir"} <= doc.keys()
+    assert Path(doc["worktree"]).is_dir()
+    rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot-2")
+    assert rc == 3
+    assert doc["error"] == "claimed" and doc["holder"] == "bot-1"
+
+
+@pytest.mark.slow
+def test_race_of_32_processes_over_8_lanes(seed_repo: Path, cfg: config.Config) -> None:
+    lanes = [f"lane-{i}" for i in range(8)]
+    procs = []
+    for i in range(32):
+        lane = lanes[i % 8]
+        procs.append(
+            (
+                f"agent-{i}",
+                lane,
+                subprocess.Popen(
+                    [*LANES, "claim", "w1", lane, "--agent", f"agent-{i}", "--json"],
+                    cwd=seed_repo,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
+    outcomes: dict[str, list[tuple[int, str, dict[str, str]]]] = {lane: [] for lane in lanes}
+    for agent, lane, proc in procs:
+        out, err = proc.communicate(timeout=120)
+        outcomes[lane].append((proc.returncode, agent, json.loads(out)))
+    for lane, results in outcomes.items():
+        winners = [(agent, doc) for rc, agent, doc in results if rc == 0]
+        assert len(winners) == 1, (lane, results)
+        winner, doc = winners[0]
+        losers = [(rc, doc) for rc, _, doc in results if rc != 0]
+        assert all(rc == 3 and d["holder"] == winner for rc, d in losers), losers
+        wt = Path(doc["worktree"])
+        assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == f"lanes/w1/{lane}"
+        assert git(wt, "status", "--porcelain") == ""
+        assert (wt / "pyproject.toml").is_file()
+        record = claims.read_record(cfg.claim_dir("w1", lane))
+        assert record is not None and record.agent == winner
+    log = claims.ledger(cfg, "w1")
+    events = log.events()
+    assert sorted(e.event for e in events) == ["claim"] * 8 + ["claim-refused"] * 24
+    assert log.verify().ok
+    assert {h.state for h in state.histories(cfg, "w1").values()} == {"claimed"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("claim", "Bad", "a", "--agent", "x"),
+        ("claim", "44", "../up", "--agent", "x"),
+        ("claim", "44", "a..b", "--agent", "x"),
+        ("claim", "44", "a", "--agent", "-bad"),
+        ("claim", "44", "a", "--agent", "has space"),
+        ("claim", "44", "a", "--agent", "x", "--base", "no-such-ref"),
+        ("claim", "44", "a", "--agent", "x", "--sparse", "../etc"),
+        ("claim", "44", "a", "--agent", "x", "--sparse", "/abs"),
+        ("claim", "44", "a"),
+        ("heartbeat", "44", "BAD"),
+        ("release", "44/x", "a"),
+    ],
+)
+def test_refused_input_exits_2_and_changes_nothing(
+    seed_repo: Path, worktree_root: Path, args: tuple[str, ...]
+) -> None:
+    before = snapshot(seed_repo, worktree_root, skip=())
+    proc = run_lanes(seed_repo, *args, "--json")
+    assert proc.returncode == 2, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["error"] and doc["message"] and doc["hint"]
+    assert snapshot(seed_repo, worktree_root, skip=()) == before
+
+
+@pytest.mark.parametrize("kind", ["dir", "file", "symlink-to-dir", "dangling-symlink"])
+def test_a_path_in_the_way_is_never_followed_or_removed(
+    cfg: config.Config, tmp_path: Path, kind: str
+) -> None:
+    target = cfg.worktree_path("44", "a")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me\n")
+    if kind == "dir":
+        target.mkdir()
+        (target / "leftover.txt").write_text("old\n")
+    elif kind == "file":
+        target.write_text("a file\n")
+    elif kind == "symlink-to-dir":
+        target.symlink_to(victim)
+    else:
+        target.symlink_to(tmp_path / "nowhere")
+    before = snapshot(victim, target.parent, skip=())
+    with pytest.raises(OperationalError) as info:
+        claims.claim(cfg, "44", "a", "agent-1")
+    assert info.value.code == "worktree-path-exists"
+    assert info.value.exit_code == 1
+    assert snapshot(victim, target.parent, skip=()) == before
+    assert os.path.lexists(target)
+    # the lane is not left held, and no branch was left behind
+    assert not cfg.claim_dir("44", "a").exists()
+    assert git(cfg.main_checkout, "branch", "--list", "lanes/44/a") == ""
+    assert [e.event for e in claims.ledger(cfg, "44").events()] == ["claim-refused"]
+    # once the obstacle is moved away, the lane can be claimed
+    if target.is_dir() and not target.is_symlink():
+        (target / "leftover.txt").unlink()
+        target.rmdir()
+    else:
+        target.unlink()
+    assert Path(claims.claim(cfg, "44", "a", "agent-1").worktree).is_dir()
+
+
+def test_worktree_failure_undoes_the_claim_and_keeps_an_existing_branch(
+    cfg: config.Config, tmp_path: Path
+) -> None:
+    # the lane's branch is already checked out elsewhere: git refuses the worktree
+    commit_sha = git(cfg.main_checkout, "rev-parse", "main")
+    git(cfg.main_checkout, "worktree", "add", "-q", "-b", "lanes/44/a", str(tmp_path / "elsewhere"))
+    with pytest.raises(OperationalError):
+        claims.claim(cfg, "44", "a", "agent-1")
+    assert not cfg.claim_dir("44", "a").exists()
+    assert git(cfg.main_checkout, "rev-parse", "lanes/44/a") == commit_sha
+    assert not cfg.worktree_path("44", "a").exists()
+
+
+def test_heartbeat_release_and_reclaim_resumes_committed_work(cfg: config.Config) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    hb = cfg.claim_dir("44", "a") / claims.HEARTBEAT
+    os.utime(hb, (1, 1))
+    claims.heartbeat(cfg, "44", "a")
+    assert hb.stat().st_mtime > 1
+    sha = commit_file(wt, "src/feature.py", "x = 1\n")
+    (wt / "src/scratch.txt").write_text("not committed\n")
+    result = claims.release(cfg, "44", "a")
+    assert not wt.exists()
+    assert result.saved_patch and "scratch.txt" in Path(result.saved_patch).read_text()
+    assert not cfg.claim_dir("44", "a").exists()
+    assert state.lane_state(cfg, "44", "a") == "released"
+    with pytest.raises(Refused):
+        claims.heartbeat(cfg, "44", "a")
+    again = claims.claim(cfg, "44", "a", "agent-2")
+    assert again.resumed
+    assert git(Path(again.worktree), "rev-parse", "HEAD") == sha
+    assert state.lane_state(cfg, "44", "a") == "claimed"
+
+
+def test_release_keep_worktree_leaves_files(cfg: config.Config) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / "notes.txt").write_text("mine\n")
+    claims.release(cfg, "44", "a", keep_worktree=True)
+    assert (wt / "notes.txt").read_text() == "mine\n"
+
+
+def test_an_integrated_lane_cannot_be_claimed_again(cfg: config.Config) -> None:
+    claims.claim(cfg, "44", "a", "agent-1")
+    claims.ledger(cfg, "44").append("integrated", "a", "agent-1", head="x")
+    with pytest.raises(Refused) as info:
+        claims.claim(cfg, "44", "a", "agent-2")
+    assert info.value.code == "lane-integrated"
+
+
+def test_commands_inside_a_worktree_know_their_lane(seed_repo: Path) -> None:
+    rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")
+    wt = Path(doc["worktree"])
+    rc, doc = lanes_json(wt / "src", "heartbeat")
+    assert rc == 0 and (doc["wave"], doc["lane"]) == ("44", "a")
+    rc, doc = lanes_json(seed_repo, "heartbeat")
+    assert rc == 2 and doc["error"] == "no-lane-here"
+
+
+def test_sparse_claim_checks_out_only_the_named_paths(cfg: config.Config) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1", sparse=["src"]).worktree)
+    assert (wt / "src/app.py").is_file()
+    assert (wt / "pyproject.toml").is_file()  # cone mode keeps files at the top level
+    assert not (wt / "scripts").exists()
+    assert not (wt / ".github").exists()
+    assert git(wt, "status", "--porcelain") == ""
+
+
+def test_status_reports_lanes(seed_repo: Path, cfg: config.Config) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    commit_file(wt, "src/a.py", "a = 1\n")
+    claims.claim(cfg, "44", "b", "agent-2")
+    rc, doc = lanes_json(seed_repo, "status", "44")
+    assert rc == 0
+    rows = {r["lane"]: r for r in doc["lanes"]}
+    assert rows["a"]["agent"] == "agent-1" and rows["a"]["commits_ahead"] == 1
+    assert rows["b"]["commits_ahead"] == 0 and rows["b"]["state"] == "claimed"
+    assert {"wave", "lane", "agent", "state", "worktree", "branch"} <= rows["a"].keys()
