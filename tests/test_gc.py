@@ -1,0 +1,90 @@
+"""gc: stale lanes are reaped without losing a byte of work."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from lanes import claims, config, gc, state
+from tests.conftest import commit_file, git, lanes_json, snapshot
+
+
+def _stale(cfg: config.Config, wave: str, lane: str) -> None:
+    hb = cfg.claim_dir(wave, lane) / claims.HEARTBEAT
+    os.utime(hb, (1, 1))
+
+
+def test_gc_saves_dirty_work_then_removes_the_worktree(cfg: config.Config, tmp_path: Path) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    sha = commit_file(wt, "src/committed.py", "c = 1\n")
+    (wt / "src/app.py").write_text('"""The API, edited."""\n')
+    (wt / "src/new_untracked.py").write_text("u = 2\n")
+    (wt / "data").mkdir()
+    (wt / "data/blob.bin").write_bytes(bytes(range(256)))
+    _stale(cfg, "44", "a")
+
+    report = gc.gc(cfg)
+
+    assert [(a.lane, a.action) for a in report.actions] == [("a", "reap")]
+    patch = Path(report.actions[0].saved_patch or "")
+    assert patch.is_file() and patch.parent.parent.name == claims.ARCHIVE
+    assert not wt.exists()
+    assert git(cfg.main_checkout, "rev-parse", "lanes/44/a") == sha  # committed work kept
+    assert state.lane_state(cfg, "44", "a") == "reaped"
+    reap = claims.ledger(cfg, "44").events()[-1]
+    assert reap.event == "reap" and reap.details["saved_patch"] == str(patch)
+
+    # the patch brings every uncommitted byte back onto the lane's branch
+    restore = tmp_path / "restore"
+    git(cfg.main_checkout, "worktree", "add", "-q", str(restore), "lanes/44/a")
+    git(restore, "apply", "--binary", str(patch))
+    assert (restore / "src/app.py").read_text() == '"""The API, edited."""\n'
+    assert (restore / "src/new_untracked.py").read_text() == "u = 2\n"
+    assert (restore / "data/blob.bin").read_bytes() == bytes(range(256))
+
+
+def test_a_reaped_lane_can_be_claimed_again(cfg: config.Config) -> None:
+    claims.claim(cfg, "44", "a", "agent-1")
+    _stale(cfg, "44", "a")
+    gc.gc(cfg)
+    again = claims.claim(cfg, "44", "a", "agent-2")
+    assert again.resumed and Path(again.worktree).is_dir()
+
+
+def test_a_vanished_worktree_is_handled_and_its_branch_kept(cfg: config.Config) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    sha = commit_file(wt, "src/x.py", "x = 1\n")
+    shutil.rmtree(wt)  # a reboot emptied /tmp
+    _stale(cfg, "44", "a")
+    report = gc.gc(cfg)
+    assert report.actions[0].worktree_vanished
+    assert report.actions[0].saved_patch is None
+    assert git(cfg.main_checkout, "rev-parse", "lanes/44/a") == sha
+    assert str(wt) not in git(cfg.main_checkout, "worktree", "list")
+    # and the lane's path is free again for a new claim
+    assert Path(claims.claim(cfg, "44", "a", "agent-2").worktree).is_dir()
+
+
+def test_live_and_submitted_lanes_are_left_alone(cfg: config.Config) -> None:
+    claims.claim(cfg, "44", "live", "agent-1")
+    claims.claim(cfg, "44", "done", "agent-2")
+    claims.ledger(cfg, "44").append("submit", "done", "agent-2")
+    _stale(cfg, "44", "done")
+    assert gc.gc(cfg).actions == []
+    assert cfg.claim_dir("44", "live").is_dir() and cfg.claim_dir("44", "done").is_dir()
+
+
+def test_dry_run_changes_nothing(seed_repo: Path, cfg: config.Config, worktree_root: Path) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / "dirty.txt").write_text("d\n")
+    _stale(cfg, "44", "a")
+    before = snapshot(seed_repo, worktree_root, skip=())
+    rc, doc = lanes_json(seed_repo, "gc", "--dry-run")
+    assert rc == 0
+    assert doc["dry_run"] is True
+    assert [(a["lane"], a["action"]) for a in doc["actions"]] == [("a", "reap")]
+    assert snapshot(seed_repo, worktree_root, skip=()) == before
+    rc, doc = lanes_json(seed_repo, "gc")
+    assert rc == 0 and doc["actions"][0]["saved_patch"]
+    assert not wt.exists()
