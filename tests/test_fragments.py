@@ -1,0 +1,91 @@
+"""Fragments: validated when dropped; bad ones get exit 2 and change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lanes import claims, config, fragments
+from tests.conftest import lanes_json, snapshot
+
+
+@pytest.fixture
+def lane(seed_repo: Path) -> Path:
+    rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")
+    assert rc == 0
+    return Path(doc["worktree"])
+
+
+def test_fragments_are_stored_in_drop_order_and_logged(lane: Path, cfg: config.Config) -> None:
+    rc, doc = lanes_json(lane, "fragment", "manifest", "261_legal_chain_v2.sql", "262_x.sql")
+    assert rc == 0 and doc["entries"] == ["261_legal_chain_v2.sql", "262_x.sql"]
+    (lane / "patch.yml").write_text(
+        "- op: add\n  path: /jobs/deploy/env/REGION\n  value: nrt\n"
+    )
+    assert lanes_json(lane, "fragment", "version", "minor")[0] == 0
+    assert lanes_json(lane, "fragment", "deploy", "patch.yml")[0] == 0
+    found = fragments.read_all(cfg.claim_dir("44", "a") / claims.FRAGMENTS)
+    assert [f.kind for _, f in found] == ["manifest", "version", "deploy"]
+    deploy = found[2][1]
+    assert isinstance(deploy, fragments.DeployFragment)
+    assert deploy.patch[0].to_json() == {"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}
+    kinds = [e.details.get("kind") for e in claims.ledger(cfg, "44").events() if e.event == "fragment"]
+    assert kinds == ["manifest", "version", "deploy"]
+
+
+PATCHES = {
+    "not-a-list.json": '{"op": "add", "path": "/a", "value": 1}',
+    "unknown-op.json": '[{"op": "merge", "path": "/a", "value": 1}]',
+    "no-value.json": '[{"op": "add", "path": "/a"}]',
+    "no-from.json": '[{"op": "move", "path": "/a"}]',
+    "bad-pointer.json": '[{"op": "remove", "path": "jobs/deploy"}]',
+    "extra-member.json": '[{"op": "remove", "path": "/a", "exec": "rm -rf /"}]',
+    "broken.yml": "- op: add\n  path: [unclosed\n",
+    "empty.json": "[]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATCHES))
+def test_invalid_deploy_patches_exit_2_and_change_nothing(
+    lane: Path, seed_repo: Path, name: str
+) -> None:
+    (lane / name).write_text(PATCHES[name])
+    before = snapshot(seed_repo, lane, skip=())
+    rc, doc = lanes_json(lane, "fragment", "deploy", name)
+    assert rc == 2, doc
+    assert doc["error"] == "bad-fragment" and doc["hint"]
+    assert snapshot(seed_repo, lane, skip=()) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("version", "huge"), "bad-bump"),
+        (("version", "MINOR"), "bad-bump"),
+        (("manifest", "../escape.sql"), "bad-entry"),
+        (("manifest", "dir/file.sql"), "bad-entry"),
+        (("manifest", ".hidden"), "bad-entry"),
+        (("deploy", "missing.yml"), "bad-fragment"),
+    ],
+)
+def test_invalid_fragments_exit_2_and_change_nothing(
+    lane: Path, seed_repo: Path, args: tuple[str, ...], code: str
+) -> None:
+    before = snapshot(seed_repo, lane, skip=())
+    rc, doc = lanes_json(lane, "fragment", *args)
+    assert (rc, doc["error"]) == (2, code)
+    assert snapshot(seed_repo, lane, skip=()) == before
+
+
+def test_fragments_are_refused_once_submitted(lane: Path) -> None:
+    assert lanes_json(lane, "submit")[0] == 0
+    rc, doc = lanes_json(lane, "fragment", "version", "patch")
+    assert rc == 4 and doc["error"] == "lane-not-open"
+
+
+def test_stored_fragment_files_are_plain_json(lane: Path, cfg: config.Config) -> None:
+    lanes_json(lane, "fragment", "version", "patch")
+    (path,) = (cfg.claim_dir("44", "a") / claims.FRAGMENTS).glob("*.json")
+    assert json.loads(path.read_text()) == {"kind": "version", "bump": "patch"}

@@ -1,0 +1,61 @@
+"""submit: a lane that edited a contended surface is refused and told what to use instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lanes import claims, config, state
+from tests.conftest import commit_file, lanes_json
+
+
+@pytest.mark.parametrize(
+    ("path", "fragment"),
+    [
+        ("scripts/migrations/autonomath_boot_manifest.txt", "lanes fragment manifest"),
+        ("pyproject.toml", "lanes fragment version"),
+        ("server.json", "lanes fragment version"),
+        (".github/workflows/deploy.yml", "lanes fragment deploy"),
+    ],
+)
+def test_submit_refuses_a_contended_edit_naming_file_and_fragment(
+    seed_repo: Path, cfg: config.Config, path: str, fragment: str
+) -> None:
+    rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")
+    wt = Path(doc["worktree"])
+    commit_file(wt, "src/ok.py", "ok = 1\n")
+    commit_file(wt, path, (wt / path).read_text() + "\n# edited by a lane\n")
+    rc, doc = lanes_json(wt, "submit")
+    assert rc == 4
+    assert doc["error"] == "touches-contended-surface"
+    assert path in doc["message"] and fragment in doc["message"]
+    assert [f["path"] for f in doc["files"]] == [path]
+    assert state.lane_state(cfg, "44", "a") == "claimed"
+    assert claims.ledger(cfg, "44").events()[-1].event == "submit-refused"
+
+
+def test_protected_globs_are_refused_too(seed_repo: Path) -> None:
+    text = (seed_repo / "pyproject.toml").read_text()
+    (seed_repo / "pyproject.toml").write_text(
+        text.replace('stale_after = "30m"', 'stale_after = "30m"\nprotected = ["fly.toml", "ops/*"]')
+    )
+    rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")
+    wt = Path(doc["worktree"])
+    commit_file(wt, "ops/runbook.md", "steps\n")
+    rc, doc = lanes_json(wt, "submit")
+    assert rc == 4 and doc["files"][0]["surface"] == "protected"
+
+
+def test_a_clean_lane_is_submitted_in_order(seed_repo: Path, cfg: config.Config) -> None:
+    for lane in ("b", "a"):
+        rc, doc = lanes_json(seed_repo, "claim", "44", lane, "--agent", f"bot-{lane}")
+        commit_file(Path(doc["worktree"]), f"src/{lane}.py", f"{lane} = 1\n")
+    assert lanes_json(seed_repo, "submit", "44", "b")[0] == 0
+    rc, doc = lanes_json(seed_repo, "submit", "44", "a")
+    assert rc == 0 and doc["commits"] == 1
+    assert [h.lane for h in state.submitted_in_order(cfg, "44")] == ["b", "a"]
+    rc, doc = lanes_json(seed_repo, "submit", "44", "a")
+    assert rc == 4 and doc["error"] == "lane-not-open"
+    commit_file(cfg.main_checkout, "src/main_moved.py", "m = 1\n")
+    assert state.lane_state(cfg, "44", "b") == "submitted"
