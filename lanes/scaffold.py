@@ -118,7 +118,9 @@ def write_seed_files(root: Path, worktree_root: Path, test_command: str = "") ->
     migrations.mkdir(parents=True, exist_ok=True)
     for name in [*REQUIRED, "130_programs_index.sql"]:
         (migrations / name).write_text(f"-- {name}\nSELECT 1;\n", encoding="utf-8")
-    (root / MANIFEST).write_text(MANIFEST_TEXT.format(entries="\n".join(REQUIRED)), encoding="utf-8")
+    (root / MANIFEST).write_text(
+        MANIFEST_TEXT.format(entries="\n".join(REQUIRED)), encoding="utf-8"
+    )
     (root / "scripts" / "schema_guard.py").write_text(
         SCHEMA_GUARD.format(items="\n".join(f'    "{n}",' for n in REQUIRED)), encoding="utf-8"
     )

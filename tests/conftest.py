@@ -61,7 +61,9 @@ def commit_file(worktree: Path, rel: str, text: str, message: str = "") -> str:
     return git(worktree, "rev-parse", "HEAD")
 
 
-def run_lanes(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_lanes(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user does: a real process, in `cwd`."""
     return subprocess.run(
         [*LANES, *args], cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}

@@ -74,7 +74,7 @@ def test_race_of_32_processes_over_8_lanes(seed_repo: Path, cfg: config.Config) 
         )
     outcomes: dict[str, list[tuple[int, str, dict[str, str]]]] = {lane: [] for lane in lanes}
     for agent, lane, proc in procs:
-        out, err = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=120)
         outcomes[lane].append((proc.returncode, agent, json.loads(out)))
     for lane, results in outcomes.items():
         winners = [(agent, doc) for rc, agent, doc in results if rc == 0]

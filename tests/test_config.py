@@ -85,6 +85,8 @@ def test_bad_configuration_is_refused_with_exit_2_naming_the_key(
     assert snapshot(seed_repo) == before
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1d", 86400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("1d", 86400)]
+)
 def test_durations(text: str, seconds: int) -> None:
     assert config.parse_duration(text) == seconds

@@ -21,17 +21,21 @@ def lane(seed_repo: Path) -> Path:
 def test_fragments_are_stored_in_drop_order_and_logged(lane: Path, cfg: config.Config) -> None:
     rc, doc = lanes_json(lane, "fragment", "manifest", "261_legal_chain_v2.sql", "262_x.sql")
     assert rc == 0 and doc["entries"] == ["261_legal_chain_v2.sql", "262_x.sql"]
-    (lane / "patch.yml").write_text(
-        "- op: add\n  path: /jobs/deploy/env/REGION\n  value: nrt\n"
-    )
+    (lane / "patch.yml").write_text("- op: add\n  path: /jobs/deploy/env/REGION\n  value: nrt\n")
     assert lanes_json(lane, "fragment", "version", "minor")[0] == 0
     assert lanes_json(lane, "fragment", "deploy", "patch.yml")[0] == 0
     found = fragments.read_all(cfg.claim_dir("44", "a") / claims.FRAGMENTS)
     assert [f.kind for _, f in found] == ["manifest", "version", "deploy"]
     deploy = found[2][1]
     assert isinstance(deploy, fragments.DeployFragment)
-    assert deploy.patch[0].to_json() == {"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}
-    kinds = [e.details.get("kind") for e in claims.ledger(cfg, "44").events() if e.event == "fragment"]
+    assert deploy.patch[0].to_json() == {
+        "op": "add",
+        "path": "/jobs/deploy/env/REGION",
+        "value": "nrt",
+    }
+    kinds = [
+        e.details.get("kind") for e in claims.ledger(cfg, "44").events() if e.event == "fragment"
+    ]
     assert kinds == ["manifest", "version", "deploy"]
 
 

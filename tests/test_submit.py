@@ -38,7 +38,9 @@ def test_submit_refuses_a_contended_edit_naming_file_and_fragment(
 def test_protected_globs_are_refused_too(seed_repo: Path) -> None:
     text = (seed_repo / "pyproject.toml").read_text()
     (seed_repo / "pyproject.toml").write_text(
-        text.replace('stale_after = "30m"', 'stale_after = "30m"\nprotected = ["fly.toml", "ops/*"]')
+        text.replace(
+            'stale_after = "30m"', 'stale_after = "30m"\nprotected = ["fly.toml", "ops/*"]'
+        )
     )
     rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")
     wt = Path(doc["worktree"])
