@@ -6,6 +6,7 @@ directory before its worktree is removed; its branch, which holds its commits, i
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +50,24 @@ def gc(cfg: Config, dry_run: bool = False) -> GcReport:
                     report.actions.append(_reap(cfg, wave, lane, record, reason, dry_run))
             elif hist.state == "integrated" and worktrees.is_worktree(Path(record.worktree)):
                 report.actions.append(_remove_integrated(cfg, wave, lane, record, dry_run))
+        if not dry_run:
+            _sweep_leftovers(cfg.wave_dir(wave), now - cfg.stale_after_seconds)
     if not dry_run:
         git.worktree_prune(cfg.main_checkout)  # registrations whose directory vanished
     return report
+
+
+def _sweep_leftovers(wave_dir: Path, older_than: float) -> None:
+    """Half-built claim dirs and trash a killed claimer left behind; never a live claim.
+
+    A `.claiming-*` dir was never published (the rename did not happen), so no one holds it.
+    """
+    for leftover in [*wave_dir.glob(".claiming-*"), *wave_dir.glob(".trash-*")]:
+        try:
+            if leftover.is_dir() and leftover.stat().st_mtime < older_than:
+                shutil.rmtree(leftover)
+        except OSError:
+            continue  # another gc got there first
 
 
 def _reap(

@@ -88,3 +88,18 @@ def test_dry_run_changes_nothing(seed_repo: Path, cfg: config.Config, worktree_r
     rc, doc = lanes_json(seed_repo, "gc")
     assert rc == 0 and doc["actions"][0]["saved_patch"]
     assert not wt.exists()
+
+
+def test_leftovers_of_a_killed_claimer_are_swept(cfg: config.Config) -> None:
+    claims.claim(cfg, "44", "a", "agent-1")
+    wave_dir = cfg.wave_dir("44")
+    old = wave_dir / ".claiming-b-deadbeef"
+    old.mkdir()
+    (old / "claim.json").write_text("{}")
+    os.utime(old, (1, 1))
+    young = wave_dir / ".claiming-c-cafe"
+    young.mkdir()
+    gc.gc(cfg)
+    assert not old.exists()
+    assert young.exists()  # it may be a claim being made right now
+    assert cfg.claim_dir("44", "a").is_dir()
