@@ -79,7 +79,13 @@ def remove(cfg: Config, path: Path, delete_branch: str | None = None) -> None:
 
 
 def save_uncommitted(worktree: Path, patch_path: Path) -> bool:
-    """Write every uncommitted change (untracked files too) to `patch_path`. True if any."""
+    """Write every uncommitted change (untracked files too) to `patch_path`. True if any.
+
+    A worktree whose claimer was killed between registration and checkout has an empty
+    index: it never held anyone's work, and its "changes" would only delete every file.
+    """
+    if not git.run(["ls-files", "-z"], worktree).stdout:
+        return False
     if not git.status_porcelain(worktree).strip():
         return False
     patch = git.diff_with_untracked(worktree)

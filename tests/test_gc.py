@@ -103,3 +103,15 @@ def test_leftovers_of_a_killed_claimer_are_swept(cfg: config.Config) -> None:
     assert not old.exists()
     assert young.exists()  # it may be a claim being made right now
     assert cfg.claim_dir("44", "a").is_dir()
+
+
+def test_a_worktree_never_filled_is_reaped_without_a_bogus_patch(cfg: config.Config) -> None:
+    """A claimer killed between `worktree add --no-checkout` and the checkout."""
+    claims.claim(cfg, "44", "a", "agent-1")
+    wt = cfg.worktree_path("44", "a")
+    git(cfg.main_checkout, "worktree", "remove", "--force", str(wt))
+    git(cfg.main_checkout, "worktree", "add", "-q", "--no-checkout", str(wt), "lanes/44/a")
+    _stale(cfg, "44", "a")
+    report = gc.gc(cfg)
+    assert report.actions[0].saved_patch is None
+    assert not wt.exists()
