@@ -155,8 +155,10 @@ class Ledger:
             cut = data.rfind(b"\n") + 1
             os.truncate(self.path, start + cut)
             data = data[:cut]
-        for raw in reversed(data.decode("utf-8", "replace").splitlines()):
-            parsed = _parse_row(raw)
+        # Split at "\n" only: splitlines() also breaks at U+2028, U+0085..., which JSON
+        # leaves raw in the details, and would miss the last row (and reuse its number).
+        for raw in reversed(data.decode("utf-8", "replace").split("\n")):
+            parsed = _parse_row(raw.removesuffix("\r"))
             if parsed is not None:
                 return parsed[0], parsed[-1]
         return 0, genesis(self.wave)
