@@ -183,11 +183,13 @@ class Ledger:
     def _iter_rows(self) -> Iterator[Event | tuple[int, str]]:
         """Events, and (line_no, raw) for every row that does not parse."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data = self.path.read_bytes()
         except FileNotFoundError:
             return
-        lines = text.split("\n")
-        complete = lines[:-1]  # the piece after the last newline is a row being written
+        # The piece after the last newline is a row being written (or torn): it may end
+        # inside a multi-byte character, so it is dropped before decoding.
+        text = data[: data.rfind(b"\n") + 1].decode("utf-8", "replace")
+        complete = [raw.removesuffix("\r") for raw in text.split("\n")[:-1]]
         for no, raw in enumerate(complete, start=1):
             if not raw.startswith("| ") or raw.startswith("| #") or raw.startswith("|---"):
                 continue
