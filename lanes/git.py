@@ -184,3 +184,102 @@ def update_ref_cas(repo: Path, ref: str, new: str, old: str, message: str) -> bo
     """Move `ref` to `new` only if it still points at `old` (ZERO_OID: must not exist)."""
     res = run(["update-ref", "-m", message, ref, new, old], repo, check=False)
     return res.returncode == 0
+
+
+# -- gate --
+# The gate reads what deploys: the committed tree of `main`, not the checkout. Blobs are
+# read as bytes (a workflow may hold any UTF-8), in one `cat-file --batch` process.
+
+
+def _run_bytes(
+    args: Sequence[str], cwd: Path, input: bytes | None = None
+) -> tuple[int, bytes, str]:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, input=input, capture_output=True, env=clean_env()
+        )
+    except OSError as exc:
+        raise OperationalError("git-failed", f"cannot run git: {exc}", hint="install git") from exc
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace").strip()
+
+
+def _text_of(args: Sequence[str], cwd: Path) -> str:
+    code, data, err = _run_bytes(args, cwd)
+    if code != 0:
+        raise OperationalError(
+            "git-failed", f"git {' '.join(args)} failed: {err}", hint="see git's message above"
+        )
+    return data.decode("utf-8", "replace")
+
+
+def read_blobs(repo: Path, rev: str, paths: Sequence[str]) -> dict[str, bytes | None]:
+    """The content of each path in `rev`'s tree; None when it is missing or not a file."""
+    found: dict[str, bytes | None] = {p: None for p in paths if "\n" in p}  # unaskable
+    paths = [p for p in paths if p not in found]
+    if not paths:
+        return found
+    request = "".join(f"{rev}:{p}\n" for p in paths).encode()
+    code, data, err = _run_bytes(["cat-file", "--batch"], repo, request)
+    if code != 0:
+        raise OperationalError(
+            "git-failed", f"git cat-file --batch failed: {err}", hint="see git fsck"
+        )
+    pos = 0
+    for path in paths:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        pos = end + 1
+        if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
+            size = int(header[2])
+            found[path] = data[pos : pos + size] if header[1] == b"blob" else None
+            pos += size + 1
+        else:  # "<object> missing" or "ambiguous"
+            found[path] = None
+    return found
+
+
+def list_files(repo: Path, rev: str, directory: str) -> list[str] | None:
+    """Names of the files directly in `directory` of `rev`'s tree; None if it is no directory."""
+    spec = f"{rev}:{directory.strip('/')}" if directory.strip("/") else f"{rev}:"
+    code, data, _ = _run_bytes(["ls-tree", "-z", spec], repo)
+    if code != 0:
+        return None
+    names = []
+    for record in data.split(b"\0"):
+        meta, _, name = record.partition(b"\t")
+        if name and meta.split()[1] == b"blob":
+            names.append(name.decode("utf-8", "surrogateescape"))
+    return names
+
+
+def merge_commits(repo: Path, base: str, tip: str) -> list[tuple[str, str]]:
+    """(sha, subject) of every merge commit reachable from `tip` but not from `base`."""
+    text = _text_of(["log", "--merges", "--format=%H %s", f"{base}..{tip}"], repo)
+    return [(line[:40], line[41:]) for line in text.splitlines() if line]
+
+
+def messages_containing(repo: Path, rev: str, text: str) -> list[tuple[str, str]]:
+    """(sha, full message) of the commits on `rev` whose message contains `text`."""
+    out = _text_of(["log", "--fixed-strings", f"--grep={text}", "--format=%H%n%B%x00", rev], repo)
+    found = []
+    for chunk in out.split("\0"):
+        sha, _, message = chunk.strip("\n").partition("\n")
+        if sha:
+            found.append((sha, message))
+    return found
+
+
+def merge_base_all(repo: Path, revs: Sequence[str]) -> str | None:
+    """The newest commit every one of `revs` descends from."""
+    if not revs:
+        return None
+    if len(revs) == 1:
+        return rev_parse(repo, revs[0])
+    res = run(["merge-base", "--octopus", *revs], repo, check=False)
+    return (res.stdout.strip() or None) if res.returncode == 0 else None
+
+
+def branches_under(repo: Path, prefix: str) -> list[str]:
+    """Local branches whose names start with `prefix` (e.g. lanes/44/)."""
+    res = run(["for-each-ref", "--format=%(refname:short)", f"refs/heads/{prefix}"], repo)
+    return [line for line in res.stdout.splitlines() if line]
