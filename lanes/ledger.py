@@ -181,7 +181,7 @@ class Ledger:
         return [ev for ev in self._iter_rows() if isinstance(ev, Event)]
 
     def _iter_rows(self) -> Iterator[Event | tuple[int, str]]:
-        """Events, and (line_no, raw) for every row that does not parse."""
+        """Events, and (line_no, raw) for every line of the table that is not a row."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -190,9 +190,15 @@ class Ledger:
         # inside a multi-byte character, so it is dropped before decoding.
         text = data[: data.rfind(b"\n") + 1].decode("utf-8", "replace")
         complete = [raw.removesuffix("\r") for raw in text.split("\n")[:-1]]
+        table = False  # past the |---| line every line must be a row: nothing slips in
         for no, raw in enumerate(complete, start=1):
-            if not raw.startswith("| ") or raw.startswith("| #") or raw.startswith("|---"):
-                continue
+            if not table:
+                if raw.startswith("|---"):
+                    table = True
+                    continue
+                if not raw.startswith("| ") or raw.startswith("| #"):
+                    continue  # the title, the note, the column names
+                table = True  # the |---| line was edited away: the rows start here
             ev = _event_from_row(raw, no)
             yield ev if ev is not None else (no, raw)
 
