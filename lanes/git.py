@@ -283,3 +283,161 @@ def branches_under(repo: Path, prefix: str) -> list[str]:
     """Local branches whose names start with `prefix` (e.g. lanes/44/)."""
     res = run(["for-each-ref", "--format=%(refname:short)", f"refs/heads/{prefix}"], repo)
     return [line for line in res.stdout.splitlines() if line]
+
+
+# -- integrator --
+# Plumbing for the serial pass (integrator/): a scratch worktree per pass, commits replayed
+# with cherry-pick (never a merge), trailers read back from main, the user's checkout
+# brought along. Hooks are off in the scratch worktree: they ran when the agent committed.
+_NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+
+
+def worktree_add_detached(repo: Path, path: Path, rev: str) -> None:
+    """Register a detached worktree without writing files (fill it with checkout_files)."""
+    run(["worktree", "add", "--detach", "--no-checkout", str(path), rev], repo)
+
+
+def worktree_paths(repo: Path) -> list[Path]:
+    res = run(["worktree", "list", "--porcelain"], repo)
+    return [Path(line[9:]) for line in res.stdout.splitlines() if line.startswith("worktree ")]
+
+
+def commits_to_replay(repo: Path, onto: str, tip: str) -> list[str]:
+    """The non-merge commits of `tip` not in `onto`, oldest first (what a rebase replays)."""
+    res = run(["rev-list", "--reverse", "--no-merges", f"{onto}..{tip}"], repo)
+    return res.stdout.split()
+
+
+def commit_messages(repo: Path, onto: str, tip: str) -> list[tuple[str, str]]:
+    res = run(["log", "--no-merges", "--format=%H%x00%B%x1e", f"{onto}..{tip}"], repo)
+    return _split_log(res.stdout)
+
+
+def _split_log(text: str) -> list[tuple[str, str]]:
+    found = []
+    for record in text.split("\x1e"):
+        sha, sep, body = record.strip("\n").partition("\x00")
+        if sep:
+            found.append((sha.strip(), body))
+    return found
+
+
+def cherry_pick(worktree: Path, commits: Sequence[str], env: dict[str, str]) -> GitResult:
+    return run(
+        [*_NO_HOOKS, "cherry-pick", "--allow-empty", "--keep-redundant-commits", *commits],
+        worktree,
+        check=False,
+        env=env,
+    )
+
+
+def conflicted_paths(worktree: Path) -> list[str]:
+    res = run(["diff", "--name-only", "--diff-filter=U", "-z"], worktree, check=False)
+    return sorted({p for p in res.stdout.split("\0") if p})
+
+
+def reset_scratch(worktree: Path, rev: str) -> None:
+    """Back to exactly `rev`: no sequencer state, no stray files (the scratch is ours)."""
+    run(["cherry-pick", "--abort"], worktree, check=False)
+    run(["reset", "--hard", "--quiet", rev], worktree)
+    run(["clean", "-ffdxq"], worktree)
+
+
+def commit_paths(worktree: Path, paths: Sequence[str], message: str, env: dict[str, str]) -> str:
+    """Stage `paths` and commit (empty allowed: the commit may only carry trailers)."""
+    if paths:
+        run(["add", "--", *paths], worktree)
+    run(
+        [*_NO_HOOKS, "commit", "--quiet", "--allow-empty", "--no-verify", "-F", "-"],
+        worktree,
+        input=message,
+        env=env,
+    )
+    return out(["rev-parse", "HEAD"], worktree)
+
+
+def identity_env(repo: Path) -> dict[str, str]:
+    """A committer for the pass: git's own if configured, else a named fallback."""
+    if run(["var", "GIT_COMMITTER_IDENT"], repo, check=False).returncode == 0:
+        return {}
+    who = {"NAME": "lanes integrator", "EMAIL": "lanes-integrator@localhost"}
+    return {f"GIT_{role}_{k}": v for role in ("AUTHOR", "COMMITTER") for k, v in who.items()}
+
+
+def log_grep(repo: Path, ref: str, pattern: str) -> list[tuple[str, str]]:
+    """(sha, message) of commits reachable from `ref` whose message matches (ERE), newest first."""
+    res = run(["log", "-E", f"--grep={pattern}", "--format=%H%x00%B%x1e", ref, "--"], repo)
+    return _split_log(res.stdout)
+
+
+def tree_names(repo: Path, rev: str, directory: str) -> set[str]:
+    """Names of the files directly inside `directory` at `rev` (a commit or a tree)."""
+    prefix = directory.strip("/") + "/" if directory.strip("/") else ""
+    res = run(["ls-tree", "--name-only", "-z", rev, "--", prefix or "."], repo, check=False)
+    return {p[len(prefix) :] for p in res.stdout.split("\0") if p}
+
+
+def show_file(repo: Path, rev: str, path: str) -> str | None:
+    """A file's text at `rev`, or None when it does not exist there."""
+    res = run(["cat-file", "-p", f"{rev}:{path}"], repo, check=False)
+    return res.stdout if res.returncode == 0 else None
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    res = run(["merge-base", "--is-ancestor", ancestor, descendant], repo, check=False)
+    return res.returncode == 0
+
+
+def merge_tree(repo: Path, ours: str, theirs: str) -> tuple[bool, str, list[str]]:
+    """Predict a merge without touching any ref or worktree: (clean, tree, conflicted files)."""
+    res = run(
+        ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs],
+        repo,
+        check=False,
+    )
+    if res.returncode not in (0, 1):
+        raise OperationalError(
+            "git-failed", f"git merge-tree failed: {res.stderr.strip()}", hint="git 2.38+ needed"
+        )
+    parts = [p for p in res.stdout.split("\0") if p]
+    return res.returncode == 0, parts[0], sorted(set(parts[1:]))
+
+
+def commit_tree(repo: Path, tree: str, parents: Sequence[str], message: str) -> str:
+    args = ["commit-tree", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    return run(args, repo, input=message, env=identity_env(repo)).stdout.strip()
+
+
+def head_branch(worktree: Path) -> str | None:
+    """The branch a worktree has checked out (refs/heads/...), None when detached."""
+    res = run(["symbolic-ref", "--quiet", "HEAD"], worktree, check=False)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def tracked_changes(worktree: Path) -> bool:
+    """True when tracked files differ from HEAD (untracked files do not count)."""
+    return bool(run(["status", "--porcelain", "--untracked-files=no"], worktree).stdout.strip())
+
+
+def index_and_files_at(worktree: Path, rev: str) -> bool:
+    """True when the index holds exactly `rev`'s tree and the files match the index."""
+    run(["update-index", "-q", "--refresh"], worktree, check=False)
+    cached = run(["diff-index", "--cached", "--quiet", rev, "--"], worktree, check=False)
+    files = run(["diff-files", "--quiet"], worktree, check=False)
+    return cached.returncode == 0 and files.returncode == 0
+
+
+def move_files(worktree: Path, old: str, new: str) -> GitResult:
+    """Two-tree merge of index and files from `old` to `new`; refuses (changing nothing)
+    when a local change would be overwritten. What `git merge --ff-only` does to files."""
+    return run(["read-tree", "-m", "-u", old, new], worktree, check=False)
+
+
+def detach_head(worktree: Path, rev: str) -> None:
+    """Point HEAD at `rev` directly (detached), leaving index and files alone."""
+    run(
+        ["update-ref", "--no-deref", "-m", "lanes: detach behind a moved branch", "HEAD", rev],
+        worktree,
+    )
