@@ -203,6 +203,17 @@ class Ledger:
             yield ev if ev is not None else (no, raw)
 
     def verify(self) -> VerifyReport:
+        """Check the chain and the anchor, read together under the append lock.
+
+        Read apart, an append landing between the rows and the anchor looks like a cut tail.
+        """
+        from filelock import FileLock
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.lock_path)):
+            return self._verify()
+
+    def _verify(self) -> VerifyReport:
         prev = genesis(self.wave)
         expected_seq = 1
         last_good_line = 0
