@@ -1,9 +1,76 @@
-"""Placeholder: registered by the module's owner."""
+"""`lanes verify [WAVE]`: the pre-deploy gate. Exit 0 when every check holds, else 4.
+
+With --json, stdout holds the one checks document even when the gate fails (the exit code
+says it failed); an error that stops the gate from running (bad configuration, an
+unknown wave) prints the usual error document instead.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
+
+from lanes.cli.output import JsonOpt, plain, say
+
+GATE_FAILED = 4
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.command("verify")(verify)
+
+
+def verify(
+    wave: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Argument(
+            help="Check this wave (and record the result in its ledger); all waves if omitted."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """The pre-deploy gate: manifest, versions, deploy chain, migrations, the wave, main."""
+    from integrator import gate
+    from lanes.cli.context import config
+
+    report = gate.verify(config(), wave)
+    doc = plain(report)
+    doc["failed"] = report.failed
+    if json_:
+        from lanes.cli.output import print_json
+
+        print_json(doc)
+    else:
+        _human(report)
+    if not report.ok:
+        # Not typer.Exit: under standalone_mode=False typer returns its code from app(),
+        # and lanes.cli.main() does not pass that return value on (it would exit 0).
+        raise SystemExit(GATE_FAILED)
+
+
+def _human(report: object) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from integrator.gate import GateReport
+    from lanes.cli.output import console
+
+    assert isinstance(report, GateReport)
+    tbl = Table(title=f"pre-deploy gate on main {report.main[:12]}", title_justify="left")
+    tbl.add_column("")
+    tbl.add_column("check")
+    tbl.add_column("detail", overflow="fold")
+    for check in report.checks:
+        mark = "[dim]–[/]" if check.skipped else "[green]✓[/]" if check.ok else "[bold red]✗[/]"
+        tbl.add_row(mark, escape(check.name), escape(check.detail))
+    console().print(tbl)
+    if report.ok:
+        say(
+            "[green]gate passed[/]: deploy by direct dispatch:"
+            if report.next
+            else "[green]gate passed[/]"
+        )
+        for command in report.next:
+            print(command)
+    else:
+        say(f"[bold red]gate failed[/]: {escape(', '.join(report.failed))}")
