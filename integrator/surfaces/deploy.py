@@ -1,0 +1,354 @@
+"""The deploy workflow: JSON Patch (RFC 6902) applied to the round-trip YAML document.
+
+ruamel.yaml's round-trip mode keeps comments, but its emitter still normalises a few
+things (indentation it guessed wrong, spacing before a comment, a blank line here and
+there). So the edit is done in three steps, and the file's own bytes win everywhere the
+patch did not reach:
+  1. load the text (indentation detected from the file) and dump it unchanged: D0;
+  2. apply the operations to the loaded document and dump it: D1;
+  3. three-way merge by lines, base D0, ours the original text, theirs D1: the lines the
+     patch changed (D0 -> D1) are spliced into the original; every other line is kept as
+     the file had it, even where ruamel would have written it differently.
+The result is loaded again and must equal the patched document, else the plain D1 is used
+(correct, only less faithful in its formatting).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from lanes.errors import BadInput
+from lanes.fragments import PatchOp
+
+# (mapping indent, sequence indent, dash offset) tried when the file's own cannot be read.
+_INDENTS = ((2, 4, 2), (2, 2, 0), (4, 6, 4), (4, 4, 2), (4, 4, 0), (2, 4, 0), (3, 5, 3))
+
+
+class PatchError(BadInput):
+    """A patch that does not apply to the document: the lane's fragment is bad."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            "bad-fragment",
+            message,
+            hint="rewrite the JSON Patch against the workflow as it is on main",
+        )
+
+
+def apply(text: str, ops: Sequence[PatchOp]) -> str:
+    """`text` with the operations applied, every untouched line byte for byte."""
+    if not ops:
+        return text
+    yaml, doc = _load(text)
+    base = _dump(yaml, doc)
+    doc = _apply_ops(doc, ops)
+    patched = _dump(yaml, doc)
+    merged = _merge(base, text, patched)
+    return merged if _same(merged, patched) else patched
+
+
+def apply_all(text: str, patches: Sequence[Sequence[PatchOp]]) -> str:
+    for ops in patches:
+        text = apply(text, ops)
+    return text
+
+
+# -- which paths an operation touches (for conflicts between lanes) ---------------------
+
+
+def touched(op: PatchOp) -> list[str]:
+    """The pointers an operation changes; a `test` changes nothing."""
+    if op.op == "test":
+        return []
+    if op.op == "move" and op.from_ is not None:
+        return [op.from_, op.path]
+    return [op.path]
+
+
+def overlap(a: str, b: str) -> bool:
+    """Two pointers overlap when one is the other or inside it. Two appends to the same
+    list (`.../-`) do not overlap: both elements land, in submission order."""
+    ta, tb = tokens(a), tokens(b)
+    n = min(len(ta), len(tb))
+    if ta[:n] != tb[:n]:
+        return False
+    return not (len(ta) == len(tb) and ta and ta[-1] == "-")
+
+
+def tokens(pointer: str) -> list[str]:
+    if pointer == "":
+        return []
+    return [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+
+
+# -- the document ----------------------------------------------------------------------
+
+
+def _yaml(indent: tuple[int, int, int]) -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap a long line
+    mapping, sequence, offset = indent
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml
+
+
+def _load(text: str) -> tuple[Any, Any]:
+    from ruamel.yaml.error import YAMLError
+
+    best: tuple[int, Any, Any] | None = None
+    for indent in _candidates(text):
+        yaml = _yaml(indent)
+        try:
+            doc = yaml.load(text)
+        except YAMLError as exc:
+            raise PatchError(f"the deploy workflow is not valid YAML: {exc}") from None
+        differing = _differing_lines(text, _dump(yaml, doc))
+        if best is None or differing < best[0]:
+            best = (differing, yaml, doc)
+        if differing == 0:
+            break
+    assert best is not None
+    return best[1], best[2]
+
+
+def _candidates(text: str) -> list[tuple[int, int, int]]:
+    """The file's own indentation first (read from its first nested key and list), then
+    the common styles."""
+    mapping = sequence = offset = None
+    prev_indent, prev_opens = 0, False
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(line) - len(stripped)
+        if prev_opens and indent > prev_indent:
+            if stripped.startswith("- ") and offset is None:
+                offset = indent - prev_indent
+                rest = stripped[1:]
+                sequence = offset + 1 + len(rest) - len(rest.lstrip(" "))
+            elif not stripped.startswith("-") and mapping is None:
+                mapping = indent - prev_indent
+        prev_indent = indent
+        prev_opens = stripped.rstrip().endswith(":") or bool(re.search(r":\s+#", stripped))
+    own = (mapping or 2, sequence or (offset or 0) + 2, offset or 0)
+    return [own, *(c for c in _INDENTS if c != own)]
+
+
+def _dump(yaml: Any, doc: Any) -> str:
+    buf = io.StringIO()
+    yaml.dump(doc, buf)
+    return buf.getvalue()
+
+
+def _differing_lines(a: str, b: str) -> int:
+    matcher = difflib.SequenceMatcher(None, a.splitlines(), b.splitlines(), autojunk=False)
+    return max(len(a.splitlines()), len(b.splitlines())) - sum(
+        m.size for m in matcher.get_matching_blocks()
+    )
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _same(text: str, expected: str) -> bool:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        safe = YAML(typ="safe", pure=True)
+        return bool(_plain(safe.load(text)) == _plain(safe.load(expected)))
+    except YAMLError:
+        return False
+
+
+# -- RFC 6902 --------------------------------------------------------------------------
+
+
+def _apply_ops(doc: Any, ops: Sequence[PatchOp]) -> Any:
+    for op in ops:
+        doc = _apply_op(doc, op)
+    return doc
+
+
+def _apply_op(doc: Any, op: PatchOp) -> Any:
+    if op.op == "test":
+        if _plain(_get(doc, op.path)) != _plain(op.value):
+            raise PatchError(f"test failed: {op.path} is not {op.value!r}")
+        return doc
+    if op.op == "remove":
+        return _remove(doc, op.path)
+    if op.op == "replace":
+        return _replace(doc, op.path, copy.deepcopy(op.value))
+    if op.op == "add":
+        return _add(doc, op.path, copy.deepcopy(op.value))
+    source = op.from_ or ""
+    value = copy.deepcopy(_get(doc, source))
+    if op.op == "move":
+        if tokens(op.path)[: len(tokens(source))] == tokens(source) and op.path != source:
+            raise PatchError(f"cannot move {source} into its own child {op.path}")
+        doc = _remove(doc, source)
+    return _add(doc, op.path, value)
+
+
+def _get(doc: Any, pointer: str) -> Any:
+    node = doc
+    for token in tokens(pointer):
+        node = _child(node, token, pointer)
+    return node
+
+
+def _child(node: Any, token: str, pointer: str) -> Any:
+    if isinstance(node, dict):
+        key = _key(node, token)
+        if key is None:
+            raise PatchError(f"{pointer} does not exist (no member {token!r})")
+        return node[key]
+    if isinstance(node, list):
+        return node[_index(node, token, pointer, allow_end=False)]
+    raise PatchError(f"{pointer} does not exist ({token!r} is inside a scalar)")
+
+
+def _key(node: dict[Any, Any], token: str) -> Any:
+    if token in node:
+        return token
+    if token.isdigit() and int(token) in node:
+        return int(token)
+    return None
+
+
+def _index(node: list[Any], token: str, pointer: str, *, allow_end: bool) -> int:
+    if token == "-" and allow_end:
+        return len(node)
+    if not re.fullmatch(r"0|[1-9]\d*", token):
+        raise PatchError(f"{pointer}: {token!r} is not an array index")
+    index = int(token)
+    if index > len(node) or (index == len(node) and not allow_end):
+        raise PatchError(f"{pointer}: index {index} is out of range (length {len(node)})")
+    return index
+
+
+def _parent(doc: Any, pointer: str) -> tuple[Any, str]:
+    parts = tokens(pointer)
+    node = doc
+    for token in parts[:-1]:
+        node = _child(node, token, pointer)
+    return node, parts[-1]
+
+
+def _add(doc: Any, pointer: str, value: Any) -> Any:
+    if pointer == "":
+        return value
+    parent, token = _parent(doc, pointer)
+    if isinstance(parent, dict):
+        key = _key(parent, token)
+        parent[token if key is None else key] = value
+    elif isinstance(parent, list):
+        parent.insert(_index(parent, token, pointer, allow_end=True), value)
+    else:
+        raise PatchError(f"cannot add {pointer}: its parent is a scalar")
+    return doc
+
+
+def _replace(doc: Any, pointer: str, value: Any) -> Any:
+    """Set an existing member or element in place (it keeps its position and comment)."""
+    if pointer == "":
+        return value
+    parent, token = _parent(doc, pointer)
+    if isinstance(parent, dict):
+        key = _key(parent, token)
+        if key is None:
+            raise PatchError(f"cannot replace {pointer}: it does not exist")
+        parent[key] = value
+    elif isinstance(parent, list):
+        parent[_index(parent, token, pointer, allow_end=False)] = value
+    else:
+        raise PatchError(f"cannot replace {pointer}: its parent is a scalar")
+    return doc
+
+
+def _remove(doc: Any, pointer: str) -> Any:
+    if pointer == "":
+        raise PatchError("cannot remove the whole document")
+    parent, token = _parent(doc, pointer)
+    if isinstance(parent, dict):
+        key = _key(parent, token)
+        if key is None:
+            raise PatchError(f"cannot remove {pointer}: it does not exist")
+        del parent[key]
+    elif isinstance(parent, list):
+        del parent[_index(parent, token, pointer, allow_end=False)]
+    else:
+        raise PatchError(f"cannot remove {pointer}: its parent is a scalar")
+    return doc
+
+
+# -- the three-way line merge ----------------------------------------------------------
+
+
+def _merge(base: str, ours: str, theirs: str) -> str:
+    """Apply the changes base -> theirs (the patch) to ours (the original file)."""
+    b, o, t = (s.splitlines(keepends=True) for s in (base, ours, theirs))
+    deleted = [False] * len(b)
+    inserts: list[list[str]] = [[] for _ in range(len(b) + 1)]
+    patch = difflib.SequenceMatcher(None, b, t, autojunk=False)
+    for tag, i1, i2, j1, j2 in patch.get_opcodes():
+        if tag == "equal":
+            continue
+        gone = b[i1:i2]
+        added = t[j1:j2]
+        # ruamel hangs the comment lines after a value on that value: removing the value
+        # would take them along. Keep trailing comment and blank lines the patch dropped.
+        keep = 0
+        while keep < len(gone) and _is_note(gone[len(gone) - 1 - keep]):
+            keep += 1
+        if keep and gone[len(gone) - keep :] != added[len(added) - keep :]:
+            i2 -= keep
+        for i in range(i1, i2):
+            deleted[i] = True
+        inserts[i1].extend(added)
+    result: list[str] = []
+    emitted_insert = [False] * (len(b) + 1)
+
+    def insert_at(i: int) -> None:
+        if not emitted_insert[i]:
+            result.extend(inserts[i])
+            emitted_insert[i] = True
+
+    align = difflib.SequenceMatcher(None, b, o, autojunk=False)
+    for tag, x1, x2, y1, y2 in align.get_opcodes():
+        if tag == "equal":
+            for k in range(x2 - x1):
+                insert_at(x1 + k)
+                if not deleted[x1 + k]:
+                    result.append(o[y1 + k])
+            continue
+        # An insertion at either edge counts: its indentation must match its neighbours'.
+        reached = any(deleted[x1:x2]) or any(inserts[x] for x in range(x1, x2 + 1))
+        insert_at(x1)
+        if not reached:
+            result.extend(o[y1:y2])  # the file's own formatting of lines the patch missed
+        else:
+            for x in range(x1, x2):
+                insert_at(x)
+                if not deleted[x]:
+                    result.append(b[x])
+    insert_at(len(b))
+    return "".join(result)
+
+
+def _is_note(line: str) -> bool:
+    stripped = line.strip()
+    return not stripped or stripped.startswith("#")
