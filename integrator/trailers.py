@@ -12,6 +12,7 @@ and the pass's version bump commit carries:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 WAVE = "Lanes-Wave"
 LANE = "Lanes-Lane"
@@ -43,3 +44,51 @@ class Landed:
     lane: str | None
     fragments: list[str]
     version_bump: str | None
+
+
+def landed(repo: Path, ref: str, wave: str) -> list[Landed]:
+    """Every commit on `ref` the pass made for `wave`, newest first."""
+    from lanes import git
+
+    pattern = f"^{WAVE}: {wave.replace('.', '[.]')}$"
+    found = []
+    for sha, message in git.log_grep(repo, ref, pattern):
+        pairs = parse_trailers(message)
+        if pairs.get(WAVE) != wave:
+            continue
+        names = pairs.get(FRAGMENTS, "none")
+        found.append(
+            Landed(
+                sha,
+                wave,
+                pairs.get(LANE),
+                [] if names in ("", "none") else [n.strip() for n in names.split(",")],
+                pairs.get(VERSION_BUMP),
+            )
+        )
+    return found
+
+
+def parse_bump(value: str) -> tuple[str, str, str]:
+    """'minor 0.3.5 -> 0.4.0' -> ('minor', '0.3.5', '0.4.0')."""
+    bump, old, _, new = value.split()
+    return bump, old, new
+
+
+def lane_message(wave: str, lane: str, fragment_names: list[str], summary: list[str]) -> str:
+    body = "\n".join(f"- {line}" for line in summary) or "- no fragments"
+    return (
+        f"lanes: land {wave}/{lane}\n\n{body}\n\n"
+        + format_trailers(
+            [(WAVE, wave), (LANE, lane), (FRAGMENTS, ",".join(fragment_names) or "none")]
+        )
+        + "\n"
+    )
+
+
+def bump_message(wave: str, bump: str, old: str, new: str) -> str:
+    return (
+        f"lanes: version {old} -> {new} (wave {wave}, {bump})\n\n"
+        + format_trailers([(WAVE, wave), (VERSION_BUMP, f"{bump} {old} -> {new}")])
+        + "\n"
+    )

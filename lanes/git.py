@@ -258,17 +258,6 @@ def merge_commits(repo: Path, base: str, tip: str) -> list[tuple[str, str]]:
     return [(line[:40], line[41:]) for line in text.splitlines() if line]
 
 
-def messages_containing(repo: Path, rev: str, text: str) -> list[tuple[str, str]]:
-    """(sha, full message) of the commits on `rev` whose message contains `text`."""
-    out = _text_of(["log", "--fixed-strings", f"--grep={text}", "--format=%H%n%B%x00", rev], repo)
-    found = []
-    for chunk in out.split("\0"):
-        sha, _, message = chunk.strip("\n").partition("\n")
-        if sha:
-            found.append((sha, message))
-    return found
-
-
 def merge_base_all(repo: Path, revs: Sequence[str]) -> str | None:
     """The newest commit every one of `revs` descends from."""
     if not revs:
@@ -370,13 +359,6 @@ def log_grep(repo: Path, ref: str, pattern: str) -> list[tuple[str, str]]:
     return _split_log(res.stdout)
 
 
-def tree_names(repo: Path, rev: str, directory: str) -> set[str]:
-    """Names of the files directly inside `directory` at `rev` (a commit or a tree)."""
-    prefix = directory.strip("/") + "/" if directory.strip("/") else ""
-    res = run(["ls-tree", "--name-only", "-z", rev, "--", prefix or "."], repo, check=False)
-    return {p[len(prefix) :] for p in res.stdout.split("\0") if p}
-
-
 def show_file(repo: Path, rev: str, path: str) -> str | None:
     """A file's text at `rev`, or None when it does not exist there."""
     res = run(["cat-file", "-p", f"{rev}:{path}"], repo, check=False)
@@ -421,12 +403,10 @@ def tracked_changes(worktree: Path) -> bool:
     return bool(run(["status", "--porcelain", "--untracked-files=no"], worktree).stdout.strip())
 
 
-def index_and_files_at(worktree: Path, rev: str) -> bool:
-    """True when the index holds exactly `rev`'s tree and the files match the index."""
-    run(["update-index", "-q", "--refresh"], worktree, check=False)
-    cached = run(["diff-index", "--cached", "--quiet", rev, "--"], worktree, check=False)
-    files = run(["diff-files", "--quiet"], worktree, check=False)
-    return cached.returncode == 0 and files.returncode == 0
+def index_at(worktree: Path, rev: str) -> bool:
+    """True when the index holds exactly `rev`'s tree (the files may still differ)."""
+    res = run(["diff-index", "--cached", "--quiet", rev, "--"], worktree, check=False)
+    return res.returncode == 0
 
 
 def move_files(worktree: Path, old: str, new: str) -> GitResult:

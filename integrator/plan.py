@@ -1,0 +1,453 @@
+"""Which lanes a pass takes, in what order, what each asks for, and what applying it does.
+
+The plan is read, never written: submitted lanes from the ledger (in submission order),
+what is already integrated from the trailers on `main`, each lane's fragments from its
+claim directory. `Surfaces` holds the contended files as the pass changes them, and is
+shared by the real pass and the dry run, so both judge a lane the same way.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from integrator import trailers
+from integrator.surfaces import deploy, manifest, version
+from lanes import claims, fragments, git, state, submit
+from lanes.config import Config
+from lanes.errors import BadInput, OperationalError
+from lanes.fragments import DeployFragment, ManifestFragment, PatchOp, VersionFragment
+from lanes.names import check_wave
+
+APPLIED = "fragments.applied"  # beside fragments/ in the claim dir, once main has moved
+CONFIG_FILE = "lanes.toml"  # the rules a lane is judged by: no lane may change them
+
+
+@dataclass(frozen=True)
+class Bounce:
+    lane: str
+    agent: str
+    reason: str  # conflict, test-failed, bad-fragment, missing-entry, deploy-conflict, ...
+    files: list[str]
+    message: str
+
+
+class BounceError(Exception):
+    def __init__(self, reason: str, files: list[str], message: str) -> None:
+        super().__init__(message)
+        self.reason, self.files, self.message = reason, files, message
+
+    def bounce(self, lane: LanePlan) -> Bounce:
+        return Bounce(lane.lane, lane.agent, self.reason, self.files, self.message)
+
+
+@dataclass
+class LanePlan:
+    lane: str
+    agent: str
+    branch: str
+    tip: str | None
+    fragment_files: list[str] = field(default_factory=list)  # names, in drop order
+    entries: list[str] = field(default_factory=list)
+    bump: str | None = None
+    patches: list[tuple[str, list[PatchOp]]] = field(default_factory=list)
+    problem: Bounce | None = None  # found before any replay
+
+
+@dataclass(frozen=True)
+class AppliedOp:
+    lane: str
+    commit: str  # the commit that landed it on main; "" while still inside this pass
+    op: PatchOp
+
+
+@dataclass
+class Plan:
+    wave: str
+    head: str  # main when the plan was read
+    lanes: list[LanePlan]
+    landed: list[trailers.Landed]  # this wave's landings on main, newest first
+    applied_bump: str | None  # the largest bump this wave has already made
+    earlier_ops: list[AppliedOp]
+    version: str | None  # the common version at `head`, when version files are configured
+
+
+def read(cfg: Config, wave: str) -> Plan:
+    check_wave(wave)
+    repo = cfg.main_checkout
+    head = git.rev_parse(repo, cfg.main)
+    if head is None:
+        raise OperationalError(
+            "no-main", f"branch {cfg.main!r} does not exist", hint="set main in lanes.toml"
+        )
+    landed = trailers.landed(repo, head, wave)
+    done = {ld.lane for ld in landed if ld.lane}
+    bumps = [trailers.parse_bump(ld.version_bump)[0] for ld in landed if ld.version_bump]
+    lanes = [
+        _lane_plan(cfg, wave, hist, head)
+        for hist in state.submitted_in_order(cfg, wave)
+        if hist.lane not in done
+    ]
+    return Plan(
+        wave,
+        head,
+        lanes,
+        landed,
+        version.largest(bumps),
+        _earlier_ops(cfg, wave, landed),
+        version.common(version_texts(cfg, head)) if cfg.settings.version else None,
+    )
+
+
+def version_texts(cfg: Config, rev: str) -> dict[str, str]:
+    files = cfg.settings.version.files if cfg.settings.version else []
+    texts = {}
+    for name in files:
+        text = git.show_file(cfg.main_checkout, rev, name)
+        if text is None:
+            raise BadInput(
+                "bad-version-file",
+                f"version file {name} does not exist on {cfg.main}",
+                hint="list only existing files in [version].files",
+            )
+        texts[name] = text
+    return texts
+
+
+def version_step(applied: str | None, requested: str | None) -> str | None:
+    """The bump to make now: the wave bumps once, again only for a strictly larger bump."""
+    if requested is None:
+        return None
+    if applied is not None and version.RANK[requested] <= version.RANK[applied]:
+        return None
+    return requested
+
+
+def fragment_path(cfg: Config, wave: str, lane: str, name: str) -> Path | None:
+    """Where a lane's fragment file is now: still in fragments/, or archived beside it."""
+    claim_dir = cfg.claim_dir(wave, lane)
+    for sub in (claims.FRAGMENTS, APPLIED):
+        if (claim_dir / sub / name).is_file():
+            return claim_dir / sub / name
+    return None
+
+
+def _earlier_ops(cfg: Config, wave: str, landed: list[trailers.Landed]) -> list[AppliedOp]:
+    """Deploy operations this wave has already landed, oldest first (for conflicts)."""
+    found = []
+    for ld in reversed(landed):
+        for name in ld.fragments if ld.lane else []:
+            path = fragment_path(cfg, wave, ld.lane or "", name)
+            if path is None or "-deploy-" not in name:
+                continue
+            frag = _read_fragment(path)
+            if isinstance(frag, DeployFragment):
+                found += [AppliedOp(ld.lane or "", ld.sha, op) for op in frag.patch]
+    return found
+
+
+def _read_fragment(path: Path) -> ManifestFragment | VersionFragment | DeployFragment | None:
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(fragments.Fragment).validate_json(path.read_bytes())
+    except (OSError, ValidationError):
+        return None  # it landed once, valid; an unreadable archive only loses a conflict check
+
+
+def _lane_plan(cfg: Config, wave: str, hist: state.LaneHistory, head: str) -> LanePlan:
+    repo = cfg.main_checkout
+    branch = cfg.branch(wave, hist.lane)
+    submitted = (hist.submit_details or {}).get("head") or branch
+    tip = git.rev_parse(repo, str(submitted))
+    lp = LanePlan(hist.lane, hist.agent, branch, tip)
+    try:
+        _check_lane(cfg, wave, lp, head)
+    except BounceError as exc:
+        lp.problem = exc.bounce(lp)
+    return lp
+
+
+def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
+    repo = cfg.main_checkout
+    if lp.tip is None:
+        raise BounceError("no-branch", [], f"the submitted commit of {lp.branch} is gone")
+    forged = [sha[:12] for sha, msg in git.commit_messages(repo, head, lp.tip) if _lanes_keys(msg)]
+    if forged:
+        raise BounceError(
+            "forged-trailer",
+            [],
+            f"commit(s) {', '.join(forged)} carry Lanes-* trailers, which only the "
+            "integrator writes (they would mark lanes integrated): reword them",
+        )
+    base = git.merge_base(repo, head, lp.tip) or head
+    changed = git.changed_paths(repo, base, lp.tip)
+    bad = [v.path for v in submit.violations(cfg, changed)]
+    bad += [p for p in changed if p == CONFIG_FILE]
+    if bad:
+        raise BounceError(
+            "touches-contended-surface",
+            sorted(bad),
+            "the branch changes files no lane may edit: drop fragments instead",
+        )
+    try:
+        found = fragments.read_all(cfg.claim_dir(wave, lp.lane) / claims.FRAGMENTS)
+    except BadInput as exc:
+        raise BounceError(
+            "bad-fragment", [Path(str(exc.extra.get("fragment", ""))).name], exc.message
+        ) from None
+    bumps = []
+    for path, frag in found:
+        lp.fragment_files.append(path.name)
+        if isinstance(frag, ManifestFragment):
+            lp.entries += [e for e in frag.entries if e not in lp.entries]
+        elif isinstance(frag, VersionFragment):
+            bumps.append(frag.bump)
+        else:
+            lp.patches.append((path.name, list(frag.patch)))
+    lp.bump = version.largest(bumps)
+    s = cfg.settings
+    for wanted, configured, what in (
+        (lp.entries, s.manifest, "manifest"),
+        (lp.bump, s.version, "version"),
+        (lp.patches, s.deploy, "deploy"),
+    ):
+        if wanted and configured is None:
+            raise BounceError(
+                "bad-fragment", [], f"a {what} fragment, but no [{what}] surface is configured"
+            )
+
+
+def _lanes_keys(message: str) -> bool:
+    return any(line.startswith("Lanes-") and ": " in line for line in message.splitlines())
+
+
+def seen_by(repo: Path, tip: str) -> Callable[[str], bool]:
+    """Whether the lane's branch already contains a landed commit (it saw that change)."""
+    return lambda sha: git.is_ancestor(repo, sha, tip)
+
+
+def entries_dir(cfg: Config) -> str:
+    m = cfg.settings.manifest
+    if m is None:
+        return ""
+    return m.entries_dir.strip("/") or posixpath.dirname(m.path)
+
+
+# -- applying a lane's fragments -------------------------------------------------------
+
+
+@dataclass
+class LaneChange:
+    files: dict[str, str]  # path -> new text, only the files that change
+    entries: list[str]  # manifest entries added
+    ops: list[PatchOp]  # deploy operations applied
+    skipped: list[PatchOp]  # operations an earlier lane of the wave already applied
+
+
+class Surfaces:
+    """The manifest and deploy workflow as the pass has made them so far."""
+
+    def __init__(
+        self, cfg: Config, read_text: Callable[[str], str | None], earlier: list[AppliedOp]
+    ) -> None:
+        s = cfg.settings
+        self.cfg = cfg
+        self.manifest_path = s.manifest.path if s.manifest else None
+        self.deploy_path = s.deploy.workflow if s.deploy else None
+        self.manifest_text = (read_text(self.manifest_path) or "") if self.manifest_path else ""
+        self.deploy_text = read_text(self.deploy_path) if self.deploy_path else None
+        self.applied = list(earlier)
+
+    def change_for(self, lp: LanePlan, present: set[str], saw: Callable[[str], bool]) -> LaneChange:
+        """What the lane's fragments do, given the entries present at the lane's head and
+        whether the lane's branch already contains a given landed commit. Raises
+        BounceError; changes nothing until `accept`."""
+        change = LaneChange({}, [], [], [])
+        if lp.entries and self.manifest_path:
+            missing = [e for e in lp.entries if e not in present]
+            if missing:
+                where = entries_dir(self.cfg)
+                raise BounceError(
+                    "missing-entry",
+                    [posixpath.join(where, e) for e in missing],
+                    f"manifest entries name files that do not exist in {where}/: "
+                    + ", ".join(missing),
+                )
+            before = set(manifest.entries(self.manifest_text))
+            text = manifest.add_entries(self.manifest_text, lp.entries)
+            change.entries = [e for e in lp.entries if e not in before]
+            if text != self.manifest_text:
+                change.files[self.manifest_path] = text
+        if lp.patches and self.deploy_path:
+            change.files.update(self._deploy(lp, saw, change))
+        return change
+
+    def _deploy(
+        self, lp: LanePlan, saw: Callable[[str], bool], change: LaneChange
+    ) -> dict[str, str]:
+        assert self.deploy_path is not None
+        if self.deploy_text is None:
+            raise BounceError(
+                "bad-fragment", [self.deploy_path], f"{self.deploy_path} does not exist on main"
+            )
+        text = self.deploy_text
+        for name, ops in lp.patches:
+            keep = []
+            for op in ops:
+                if self._already_done(lp, op, saw):
+                    change.skipped.append(op)
+                else:
+                    keep.append(op)
+            try:
+                text = deploy.apply(text, keep)
+            except BadInput as exc:
+                raise BounceError("bad-fragment", [name], f"{name}: {exc.message}") from None
+            change.ops += keep
+        return {self.deploy_path: text} if text != self.deploy_text else {}
+
+    def _already_done(self, lp: LanePlan, op: PatchOp, saw: Callable[[str], bool]) -> bool:
+        """True when an earlier lane applied this very operation; BounceError when an
+        earlier lane the branch has not seen touched the same path differently."""
+        done = False
+        for prior in self.applied:
+            if prior.lane == lp.lane or not any(
+                deploy.overlap(a, b) for a in deploy.touched(op) for b in deploy.touched(prior.op)
+            ):
+                continue
+            if prior.commit and saw(prior.commit):
+                continue  # the lane was written on top of that change
+            if prior.op.to_json() == op.to_json():
+                done = True
+                continue
+            raise BounceError(
+                "deploy-conflict",
+                [self.deploy_path or ""],
+                f"{op.op} {op.path} conflicts with lane {prior.lane} "
+                f"({prior.op.op} {prior.op.path}), integrated before it",
+            )
+        return done
+
+    def accept(self, lp: LanePlan, change: LaneChange) -> None:
+        if self.manifest_path in change.files:
+            self.manifest_text = change.files[self.manifest_path]
+        if self.deploy_path in change.files:
+            self.deploy_text = change.files[self.deploy_path]
+        self.applied += [AppliedOp(lp.lane, "", op) for op in change.ops]
+
+
+# -- the dry run -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    lane: str
+    agent: str
+    outcome: str  # "land" or "bounce"
+    commits: int
+    fragments: list[str]
+    entries: list[str] = field(default_factory=list)
+    bump: str | None = None
+    ops: list[str] = field(default_factory=list)
+    reason: str = ""
+    files: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class DryRun:
+    wave: str
+    head: str
+    lanes: list[Prediction]
+    manifest_added: list[str]
+    version: str | None  # now
+    version_after: str | None
+    version_bump: str | None
+    deploy_diff: str
+    tests: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"dry_run": True, **self.__dict__, "lanes": [p.__dict__ for p in self.lanes]}
+
+
+def dry_run(cfg: Config, wave: str) -> DryRun:
+    """The plan and what it would do, predicted with `git merge-tree --write-tree`: no ref,
+    worktree, inbox file or ledger line changes (it only adds unreachable objects)."""
+    import difflib
+
+    the_plan = read(cfg, wave)
+    repo = cfg.main_checkout
+    surfaces = Surfaces(
+        cfg, lambda path: git.show_file(repo, the_plan.head, path), the_plan.earlier_ops
+    )
+    deploy_before = surfaces.deploy_text or ""
+    sim = the_plan.head
+    found: list[Prediction] = []
+    added: list[str] = []
+    for lp in the_plan.lanes:
+        commits = len(git.commits_to_replay(repo, the_plan.head, lp.tip)) if lp.tip else 0
+        try:
+            if lp.problem is not None:
+                raise BounceError(lp.problem.reason, lp.problem.files, lp.problem.message)
+            assert lp.tip is not None
+            clean, tree, conflicted = git.merge_tree(repo, sim, lp.tip)
+            if not clean:
+                raise BounceError(
+                    "conflict", conflicted, f"predicted conflict in {', '.join(conflicted)}"
+                )
+            present = set(git.list_files(repo, tree, entries_dir(cfg)) or [])
+            change = surfaces.change_for(lp, present, seen_by(repo, lp.tip))
+        except BounceError as exc:
+            found.append(
+                Prediction(
+                    lp.lane,
+                    lp.agent,
+                    "bounce",
+                    commits,
+                    lp.fragment_files,
+                    reason=exc.reason,
+                    files=exc.files,
+                    message=exc.message,
+                )
+            )
+            continue
+        surfaces.accept(lp, change)
+        added += change.entries
+        sim = git.commit_tree(repo, tree, [sim, lp.tip], "lanes dry run: a simulated landing\n")
+        found.append(
+            Prediction(
+                lp.lane,
+                lp.agent,
+                "land",
+                commits,
+                lp.fragment_files,
+                change.entries,
+                lp.bump,
+                [f"{op.op} {op.path}" for op in change.ops],
+            )
+        )
+    landing = {p.lane for p in found if p.outcome == "land"}
+    requested = version.largest(
+        [lp.bump for lp in the_plan.lanes if lp.lane in landing and lp.bump]
+    )
+    step = version_step(the_plan.applied_bump, requested)
+    after = version.bumped(the_plan.version, step) if step and the_plan.version else None
+    diff = difflib.unified_diff(
+        deploy_before.splitlines(keepends=True),
+        (surfaces.deploy_text or "").splitlines(keepends=True),
+        fromfile=f"a/{surfaces.deploy_path}",
+        tofile=f"b/{surfaces.deploy_path}",
+    )
+    return DryRun(
+        wave,
+        the_plan.head,
+        found,
+        added,
+        the_plan.version,
+        after,
+        f"{step} {the_plan.version} -> {after}" if after else None,
+        "".join(diff),
+        "not run in a dry run" if cfg.settings.test_command else "no test_command configured",
+    )
