@@ -203,7 +203,9 @@ def _manifest_checks(
             else Check(
                 "manifest-entries-exist",
                 True,
-                f"all {len(set(entries))} entries of {m.path} are files in {entries_dir}",
+                f"all {len(set(entries))} entries of {m.path} are files in {entries_dir}"
+                if entries
+                else f"{m.path} has no entries",
             )
         )
     return [req_check, exist_check]
@@ -219,7 +221,9 @@ def _required_check(
     name = "manifest-required"
     source = tree.text(spec.file)
     if source is None:
-        return Check(name, False, f"{spec.file} (named by [manifest] required) is not in main")
+        return Check(
+            name, False, f"{spec.file} (named by [manifest] required) is not in main's tree"
+        )
     try:
         needed = required_mod.read(spec, source)
     except LanesError as exc:
@@ -367,12 +371,7 @@ def _deploy_chain(cfg: Config, tree: _Tree) -> tuple[Check, list[str]]:
 
 def landed_lanes(cfg: Config, head: str, wave: str) -> set[str]:
     """Lanes of `wave` whose trailers are on main: integrated, whatever the ledger says."""
-    lanes = set()
-    for _sha, message in git.messages_containing(cfg.main_checkout, head, f"{trailers.WAVE}: "):
-        found = trailers.parse_trailers(message)
-        if found.get(trailers.WAVE) == wave and found.get(trailers.LANE):
-            lanes.add(found[trailers.LANE])
-    return lanes
+    return {c.lane for c in trailers.landed(cfg.main_checkout, head, wave) if c.lane}
 
 
 def _wave_integrated(cfg: Config, head: str, waves: list[str]) -> Check:
