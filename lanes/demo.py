@@ -281,7 +281,8 @@ def _integrate(repo: Path, report: Report, res: DemoResult) -> None:
     lines = [f"integrated: {lane}" for lane in res.integrated]
     for b in res.bounced:
         files = f" [{', '.join(map(str, b['files']))}]" if b.get("files") else ""
-        lines.append(f"bounced:    {b.get('lane')}: {b.get('reason', '')}{files}")
+        why = b.get("message") or f"{b.get('reason', '')}{files}"
+        lines.append(f"bounced:    {b.get('lane')}: {why}")
     lines.append(f"main is at {res.head[:12]}, version {res.version}")
     expected = call.rc == (4 if res.bounced else 0)
     text = "\n".join(lines) if "integrated" in doc else _outcome("integrate", call.rc, doc)
@@ -311,18 +312,26 @@ def _verify(repo: Path, report: Report, res: DemoResult) -> None:
     res.verify_ok = call.rc == 0 and doc.get("ok") is True
     res.checks = [dict(c) for c in doc.get("checks", [])]
     res.next = [str(c) for c in doc.get("next", [])]
-    text = "gate passed" if res.verify_ok else _outcome("verify", call.rc, doc)
+    failed = [str(c.get("name")) for c in res.checks if not c.get("ok")]
+    text = (
+        "gate passed"
+        if res.verify_ok
+        else f"gate failed: {', '.join(failed)}"
+        if "checks" in doc
+        else _outcome("verify", call.rc, doc)
+    )
     report(
         Step("run", "", text, "operator", repo.name, f"lanes verify {WAVE}", call.rc, call.rc == 0)
     )
-    rows = [
-        ["ok" if c.get("ok") else "FAILED", str(c.get("name", "")), str(c.get("detail", ""))]
-        for c in res.checks
-    ]
+    rows = [[_mark(c), str(c.get("name", "")), str(c.get("detail", ""))] for c in res.checks]
     report(Step("table", "checks", columns=["", "check", "detail"], rows=rows))
     if res.next:
         report(Step("lines", "next: deploy by direct dispatch (Strategy F)", "\n".join(res.next)))
     res.expect(bool(res.verify_ok), f"lanes verify did not pass (exit {call.rc})")
+
+
+def _mark(check: dict[str, Any]) -> str:
+    return "skipped" if check.get("skipped") else "ok" if check.get("ok") else "FAILED"
 
 
 _KEYS = (
