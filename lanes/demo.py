@@ -354,7 +354,9 @@ def _details(details: dict[str, Any]) -> str:
         value = details.get(key)
         if value is None or value in ("", []):
             continue
-        parts.append(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}")
+        if isinstance(value, list):  # shas and fragment file names: their count says enough
+            value = len(value) if key in ("commits", "fragments") else ",".join(map(str, value))
+        parts.append(f"{key}={value}")
     return " ".join(parts)
 
 
@@ -362,7 +364,10 @@ def _ledger(repo: Path, report: Report, res: DemoResult) -> None:
     where = f"{repo.name}/tools/offline/_inbox/{WAVE}/AGENT_LEDGER.md"
     report(
         Step(
-            "section", "7. The ledger", f"Every event, one hash-chained Markdown row each: {where}"
+            "section",
+            "7. The ledger",
+            f"Every event in the order it happened (the agents' steps interleave), one "
+            f"hash-chained Markdown row each: {where}",
         )
     )
     doc = lanes(["ledger", WAVE], repo).doc

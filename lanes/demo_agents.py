@@ -70,7 +70,7 @@ WORK = {
         [["manifest", "266_fdi_80country.sql"]],
     ),
     "cross-source": Work(
-        "cross-source agreement: migration 265, authorized in the manifest",
+        "cross-source agreement: migration 265",
         _migration("265_cross_source_agreement.sql", "CREATE TABLE IF NOT EXISTS agreement (id);"),
         edits_manifest=["265_cross_source_agreement.sql"],
     ),
