@@ -7,11 +7,14 @@ unknown wave) prints the usual error document instead.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from lanes.cli.output import JsonOpt, plain, say
+
+if TYPE_CHECKING:
+    from integrator.gate import GateReport
 
 GATE_FAILED = 4
 
@@ -29,7 +32,12 @@ def verify(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """The pre-deploy gate: manifest, versions, deploy chain, migrations, the wave, main."""
+    """The pre-deploy gate: manifest, versions, deploy chain, migrations, the wave, main.
+
+    Reads the committed tree of main. Exit 0 when every check holds, then prints the
+    `gh workflow run` commands that deploy by direct dispatch; 4 when any check fails
+    (each one named, with what to do); 2 for bad configuration or an unknown wave.
+    """
     from integrator import gate
     from lanes.cli.context import config
 
@@ -48,14 +56,12 @@ def verify(
         raise SystemExit(GATE_FAILED)
 
 
-def _human(report: object) -> None:
+def _human(report: GateReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from integrator.gate import GateReport
     from lanes.cli.output import console
 
-    assert isinstance(report, GateReport)
     tbl = Table(title=f"pre-deploy gate on main {report.main[:12]}", title_justify="left")
     tbl.add_column("")
     tbl.add_column("check")
