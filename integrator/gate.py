@@ -351,15 +351,16 @@ def _deploy_chain(cfg: Config, tree: _Tree) -> tuple[Check, list[str]]:
     d = cfg.settings.deploy
     if d is None:
         return _skip(name, "not configured (no [deploy] section)"), []
+    deploy_path = PurePosixPath(d.workflow).as_posix()  # ./.github/... is the same file
     flows = wf.parse_all({p: tree.text(p) or "" for p in _workflow_paths(tree)})
-    problems = wf.chain_problems(flows, d.workflow)
-    deploy = next((w for w in flows if w.path == d.workflow), None)
+    problems = wf.chain_problems(flows, deploy_path)
+    deploy = next((w for w in flows if w.path == deploy_path), None)
     if problems or deploy is None:
         return Check(name, False, "; ".join(problems)), []
     chained = wf.chain(deploy, flows)
     children = sum(1 for w in flows if w.is_child)
     detail = (
-        f"{d.workflow} and its {len(chained)} chained workflow(s)"
+        f"{deploy_path} and its {len(chained)} chained workflow(s)"
         + (f" ({', '.join(w.display_name for w in chained)})" if chained else "")
         + f" run under a hand dispatch; {children} workflow_run workflow(s) checked"
     )
