@@ -48,8 +48,14 @@ def apply(text: str, ops: Sequence[PatchOp]) -> str:
     base = _dump(yaml, doc)
     doc = _apply_ops(doc, ops)
     patched = _dump(yaml, doc)
-    merged = _merge(base, text, patched)
-    return merged if _same(merged, patched) else patched
+    # Where the file's own formatting next to a change does not fit the emitter's (an
+    # added member among siblings indented differently), widen the emitter's reach
+    # step by step; the first merge that means what the patch means wins.
+    for reach in (0, 1, 2, 4, 8, 16):
+        merged = _merge(base, text, patched, reach)
+        if _same(merged, patched):
+            return merged
+    return patched
 
 
 def apply_all(text: str, patches: Sequence[Sequence[PatchOp]]) -> str:
@@ -298,8 +304,10 @@ def _remove(doc: Any, pointer: str) -> Any:
 # -- the three-way line merge ----------------------------------------------------------
 
 
-def _merge(base: str, ours: str, theirs: str) -> str:
-    """Apply the changes base -> theirs (the patch) to ours (the original file)."""
+def _merge(base: str, ours: str, theirs: str, reach: int) -> str:
+    """Apply the changes base -> theirs (the patch) to ours (the original file). A region
+    where the file and the emitter format differently keeps the file's lines unless a
+    change lies within `reach` lines of it."""
     b, o, t = (s.splitlines(keepends=True) for s in (base, ours, theirs))
     deleted = [False] * len(b)
     inserts: list[list[str]] = [[] for _ in range(len(b) + 1)]
@@ -336,7 +344,8 @@ def _merge(base: str, ours: str, theirs: str) -> str:
                     result.append(o[y1 + k])
             continue
         # An insertion at either edge counts: its indentation must match its neighbours'.
-        reached = any(deleted[x1:x2]) or any(inserts[x] for x in range(x1, x2 + 1))
+        lo, hi = max(0, x1 - reach), min(len(b), x2 + reach)
+        reached = any(deleted[lo:hi]) or any(inserts[x] for x in range(lo, hi + 1))
         insert_at(x1)
         if not reached:
             result.extend(o[y1:y2])  # the file's own formatting of lines the patch missed

@@ -164,6 +164,8 @@ def _json_span(name: str, text: str) -> tuple[int, int]:
             i = _skip(text, end)
             if text[i] == ",":
                 i = _skip(text, i + 1)
+                if text[i] != '"':
+                    raise ValueError(f"expected a member name after ',' at offset {i}")
             elif text[i] != "}":
                 raise ValueError(f"expected ',' or '}}' at offset {i}")
         if text[_skip(text, i + 1) :].strip():
