@@ -27,7 +27,11 @@ def demo(
     json_: JsonOpt = False,
 ) -> None:
     """Run the whole story on a scratch repository: parallel agents, a race, a refused
-    rule-breaker, a bounce, integrate, verify, the ledger. Offline, in seconds."""
+    rule-breaker, a bounce, integrate, verify, the ledger. Offline, in seconds.
+
+    The scratch directory (in $TMPDIR) is removed at the end unless --keep. Exit 0 when the
+    story went as expected, 1 when any step did not (each named in "problems").
+    """
     from lanes import demo as demo_mod
 
     result = demo_mod.run((lambda step: None) if json_ else _render, keep=keep)
