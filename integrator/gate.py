@@ -90,7 +90,7 @@ class _Tree:
 # -- the run ---------------------------------------------------------------------------------
 
 
-def verify(cfg: Config, wave: str | None = None, *, record: bool = True) -> GateReport:
+def verify(cfg: Config, wave: str | None = None) -> GateReport:
     """Run every check on `main`; with a wave, append a `verify` event to its ledger."""
     manifest = cfg.settings.manifest
     spec = required_mod.parse_spec(manifest.required) if manifest and manifest.required else None
@@ -118,7 +118,7 @@ def verify(cfg: Config, wave: str | None = None, *, record: bool = True) -> Gate
     ]
     ok = all(c.ok for c in checks)
     report = GateReport(ok, checks, commands if ok else [], head, waves)
-    if wave is not None and record:
+    if wave is not None:
         claims.ledger(cfg, wave).append("verify", ok=ok, failed=report.failed, main=head)
     return report
 
@@ -170,84 +170,75 @@ def _manifest_checks(
         why = "not configured (no [manifest] section)"
         return [_skip("manifest-required", why), _skip("manifest-entries-exist", why)]
     text = tree.text(m.path)
-    entries = required_mod.text_entries(text) if text is not None else []
-    absent = f"the manifest {m.path} is not in {cfg.main}'s tree"
-
-    if spec is None:
-        req_check = _skip("manifest-required", "not configured ([manifest] required is empty)")
-    else:
-        req_check = _required_check(tree, spec, m.path, entries, absent if text is None else None)
-
-    entries_dir = _entries_dir(cfg)
-    files = tree.files(entries_dir)
-    if text is None:
-        exist_check = Check("manifest-entries-exist", False, absent)
-    elif files is None:
-        exist_check = Check(
-            "manifest-entries-exist",
-            False,
-            f"entries_dir {entries_dir} is not a directory in {cfg.main}'s tree",
-        )
-    else:
-        present = set(files)
-        missing = [e for e in dict.fromkeys(entries) if e not in present]
-        exist_check = (
-            Check(
-                "manifest-entries-exist",
-                False,
-                f"{m.path} names {len(missing)} file(s) not in {entries_dir}: "
-                + ", ".join(missing)
-                + "; add the migration files or remove the entries",
-            )
-            if missing
-            else Check(
-                "manifest-entries-exist",
-                True,
-                f"all {len(set(entries))} entries of {m.path} are files in {entries_dir}"
-                if entries
-                else f"{m.path} has no entries",
-            )
-        )
-    return [req_check, exist_check]
+    entries = required_mod.text_entries(text) if text is not None else None  # None: no file
+    return [
+        _required_check(cfg, tree, spec, m.path, entries),
+        _entries_exist(cfg, tree, m.path, entries),
+    ]
 
 
 def _required_check(
+    cfg: Config,
     tree: _Tree,
-    spec: required_mod.RequiredSpec,
-    manifest_path: str,
-    entries: list[str],
-    manifest_absent: str | None,
+    spec: required_mod.RequiredSpec | None,
+    manifest: str,
+    entries: list[str] | None,
 ) -> Check:
     name = "manifest-required"
+    if spec is None:
+        return _skip(name, "not configured ([manifest] required is empty)")
     source = tree.text(spec.file)
     if source is None:
         return Check(
-            name, False, f"{spec.file} (named by [manifest] required) is not in main's tree"
+            name, False, f"{spec.file} (named by [manifest] required) is not in {cfg.main}'s tree"
         )
     try:
-        needed = required_mod.read(spec, source)
+        needed = list(dict.fromkeys(required_mod.read(spec, source)))
     except LanesError as exc:
         return Check(name, False, exc.message)
-    have = set(entries)
-    missing = [r for r in dict.fromkeys(needed) if r not in have]
-    if manifest_absent is not None:
+    have = set(entries or ())
+    missing = [r for r in needed if r not in have]
+    if entries is None:
         return Check(
             name,
             False,
-            f"{manifest_absent}: all {len(missing)} required migrations "
-            f"({spec}) are missing: {', '.join(missing)}",
+            f"the manifest {manifest} is not in {cfg.main}'s tree: all {len(missing)} "
+            f"required migrations ({spec}) are missing: {', '.join(missing)}",
         )
     if missing:
         return Check(
             name,
             False,
-            f"{manifest_path} lacks {len(missing)} of the {len(set(needed))} required "
+            f"{manifest} lacks {len(missing)} of the {len(needed)} required "
             f"migrations ({spec}): {', '.join(missing)}; add them with "
             f"`lanes fragment manifest {' '.join(missing)}` and integrate",
         )
-    return Check(
-        name, True, f"all {len(set(needed))} required migrations ({spec}) are in {manifest_path}"
-    )
+    return Check(name, True, f"all {len(needed)} required migrations ({spec}) are in {manifest}")
+
+
+def _entries_exist(cfg: Config, tree: _Tree, manifest: str, entries: list[str] | None) -> Check:
+    name = "manifest-entries-exist"
+    entries_dir = _entries_dir(cfg)
+    files = tree.files(entries_dir)
+    if entries is None:
+        return Check(name, False, f"the manifest {manifest} is not in {cfg.main}'s tree")
+    if files is None:
+        return Check(
+            name, False, f"entries_dir {entries_dir} is not a directory in {cfg.main}'s tree"
+        )
+    unique = list(dict.fromkeys(entries))
+    present = set(files)
+    missing = [e for e in unique if e not in present]
+    if missing:
+        return Check(
+            name,
+            False,
+            f"{manifest} names {len(missing)} file(s) not in {entries_dir}: "
+            f"{', '.join(missing)}; add the migration files or remove the entries",
+        )
+    if not unique:
+        return Check(name, True, f"{manifest} has no entries")
+    return Check(name, True, f"all {len(unique)} entries of {manifest} are files in {entries_dir}")
 
 
 def _entries_dir(cfg: Config) -> str:
