@@ -409,3 +409,23 @@ def test_cli_bad_input_is_exit_2_with_an_error_document(seed_repo: Path) -> None
     assert rc == 2 and doc["error"] == "unknown-wave"
     rc, doc = lanes_json(seed_repo, "verify", "Bad Wave")
     assert rc == 2 and doc["error"] == "bad-wave"
+
+
+def test_real_workflows_in_the_repository(seed_repo: Path) -> None:
+    corpus = Path(__file__).parent / "data" / "workflows" / "Igotsty1e__levelchannel"
+    for source in corpus.iterdir():
+        rel = f".github/workflows/{source.name}"
+        (seed_repo / rel).write_bytes(source.read_bytes())
+        git(seed_repo, "add", rel)
+    git(seed_repo, "commit", "-qm", "the levelchannel workflows")
+    c = check(seed_repo, "deploy-chain")
+    assert not c.ok
+    assert (
+        "staging-promote.yml is triggered by workflow_run and has no workflow_dispatch" in c.detail
+    )
+    assert (
+        "job promote is guarded by `if: ${{ github.event.workflow_run.conclusion == 'success' }}`"
+        in c.detail
+    )
+    assert "staging-e2e.yml is triggered" not in c.detail  # it has workflow_dispatch
+    assert "verify.yml" not in c.detail  # the seed's own chain is still fine
