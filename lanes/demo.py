@@ -193,8 +193,9 @@ def _outcome(cmd: str, rc: int, doc: dict[str, Any]) -> str:
     if cmd == "claim":
         return f"holds {doc['wave']}/{doc['lane']}, worktree {doc['worktree']}"
     if cmd == "fragment":
-        asked = doc.get("entries") or doc.get("bump") or [op["path"] for op in doc["patch"]]
-        return f"{doc['kind']} fragment dropped: {asked}"
+        asked = doc.get("entries") or ([doc["bump"]] if "bump" in doc else [])
+        asked += [f"{op['op']} {op['path']}" for op in doc.get("patch", [])]
+        return f"{doc['kind']} fragment dropped: {', '.join(map(str, asked))}"
     if cmd == "submit":
         return f"submitted: {doc['commits']} commit(s), {doc['fragments']} fragment(s)"
     return "done"

@@ -166,7 +166,7 @@ def _script(spec: dict[str, Any], log: list[dict[str, Any]]) -> None:
         wt,
         ["-m", work.message],
         f'git add --all && git commit -m "{work.message}"',
-        ", ".join(changed),
+        "committed " + ", ".join(changed),
     )
     for frag in work.fragments:
         if frag[0] == "deploy":
