@@ -46,26 +46,35 @@ def run(
     input: str | None = None,
     env: dict[str, str] | None = None,
 ) -> GitResult:
-    """Run `git ARGS` in `cwd`; raise OperationalError naming the command when it fails."""
+    """Run `git ARGS` in `cwd`; raise OperationalError naming the command when it fails.
+
+    Output is decoded as UTF-8 whatever the locale; bytes that are not UTF-8 survive as
+    surrogate escapes, so `.encode("utf-8", "surrogateescape")` gives back git's exact bytes.
+    """
+    code, data, err = _run_bytes(args, cwd, input.encode() if input is not None else None, env)
+    stdout = data.decode("utf-8", "surrogateescape")
+    if check and code != 0:
+        raise OperationalError(
+            "git-failed",
+            f"git {' '.join(args)} failed: {err or stdout.strip()}",
+            hint="see git's message above",
+        )
+    return GitResult(code, stdout, err)
+
+
+def _run_bytes(
+    args: Sequence[str],
+    cwd: Path,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, bytes, str]:
     try:
         proc = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            input=input,
-            capture_output=True,
-            text=True,
-            env=clean_env(env),
+            ["git", *args], cwd=cwd, input=input, capture_output=True, env=clean_env(env)
         )
     except OSError as exc:
         raise OperationalError("git-failed", f"cannot run git: {exc}", hint="install git") from exc
-    result = GitResult(proc.returncode, proc.stdout, proc.stderr)
-    if check and proc.returncode != 0:
-        raise OperationalError(
-            "git-failed",
-            f"git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}",
-            hint="see git's message above",
-        )
-    return result
+    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace").strip()
 
 
 def out(args: Sequence[str], cwd: Path) -> str:
@@ -189,18 +198,6 @@ def update_ref_cas(repo: Path, ref: str, new: str, old: str, message: str) -> bo
 # -- gate --
 # The gate reads what deploys: the committed tree of `main`, not the checkout. Blobs are
 # read as bytes (a workflow may hold any UTF-8), in one `cat-file --batch` process.
-
-
-def _run_bytes(
-    args: Sequence[str], cwd: Path, input: bytes | None = None
-) -> tuple[int, bytes, str]:
-    try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, input=input, capture_output=True, env=clean_env()
-        )
-    except OSError as exc:
-        raise OperationalError("git-failed", f"cannot run git: {exc}", hint="install git") from exc
-    return proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace").strip()
 
 
 def _text_of(args: Sequence[str], cwd: Path) -> str:

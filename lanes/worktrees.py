@@ -90,8 +90,8 @@ def save_uncommitted(worktree: Path, patch_path: Path) -> bool:
         return False
     patch = git.diff_with_untracked(worktree)
     tmp = patch_path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(patch)
+    with open(tmp, "wb") as fh:
+        fh.write(patch.encode("utf-8", "surrogateescape"))  # git's bytes, exactly
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, patch_path)

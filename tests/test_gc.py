@@ -22,6 +22,7 @@ def test_gc_saves_dirty_work_then_removes_the_worktree(cfg: config.Config, tmp_p
     (wt / "src/new_untracked.py").write_text("u = 2\n")
     (wt / "data").mkdir()
     (wt / "data/blob.bin").write_bytes(bytes(range(256)))
+    (wt / "src/latin1.txt").write_bytes("caf\u00e9 cr\u00e8me\n".encode("latin-1"))
     _stale(cfg, "44", "a")
 
     report = gc.gc(cfg)
@@ -42,6 +43,7 @@ def test_gc_saves_dirty_work_then_removes_the_worktree(cfg: config.Config, tmp_p
     assert (restore / "src/app.py").read_text() == '"""The API, edited."""\n'
     assert (restore / "src/new_untracked.py").read_text() == "u = 2\n"
     assert (restore / "data/blob.bin").read_bytes() == bytes(range(256))
+    assert (restore / "src/latin1.txt").read_bytes() == "caf\u00e9 cr\u00e8me\n".encode("latin-1")
 
 
 def test_a_reaped_lane_can_be_claimed_again(cfg: config.Config) -> None:

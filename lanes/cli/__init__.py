@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args
     try:
-        app(args=args, prog_name="lanes", standalone_mode=False)
+        # Without standalone mode, typer returns an Exit's code instead of raising it.
+        code = app(args=args, prog_name="lanes", standalone_mode=False)
     except LanesError as exc:
         return _fail(exc.exit_code, exc.code, exc.message, exc.hint, as_json, exc.extra)
     except typer.Exit as exc:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # an unexpected exception is a bug: keep its traceback
         return _crash(exc, as_json)
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _usage_hint(exc: Exception) -> str:
