@@ -30,7 +30,7 @@ from integrator.plan import Bounce, BounceError, LanePlan
 from integrator.surfaces import version
 from lanes import claims, git, state, worktrees
 from lanes.config import Config
-from lanes.errors import Contention, OperationalError
+from lanes.errors import Contention, LanesError, OperationalError
 from lanes.names import check_wave
 
 AGENT = "integrator"
@@ -104,10 +104,14 @@ def integrate(cfg: Config, wave: str) -> IntegrateResult:
         _failpoint("started")
         result = IntegrateResult(wave, the_plan.head, the_plan.head, the_plan.version)
         result.reconciled, result.checkout_note = reconciled, note
-        if the_plan.lanes:
-            _replay(cfg, the_plan, result)
-        if result.head != the_plan.head:
-            _move_main(cfg, wave, result)
+        try:
+            if the_plan.lanes:
+                _replay(cfg, the_plan, result)
+            if result.head != the_plan.head:
+                _move_main(cfg, wave, result)
+        except LanesError as exc:  # main did not move: say so, the lanes wait for a rerun
+            log.append("integrate-done", "", AGENT, aborted=exc.code, message=exc.message)
+            raise
         for ld in result.landings:
             log.append(
                 "integrated",
@@ -276,9 +280,6 @@ def _move_main(cfg: Config, wave: str, result: IntegrateResult) -> None:
     if not git.update_ref_cas(repo, ref, new, old, f"lanes integrate {wave}"):
         _forget_journal(cfg)
         now = git.rev_parse(repo, cfg.main) or "nothing"
-        claims.ledger(cfg, wave).append(
-            "integrate-done", "", AGENT, aborted="main-moved", expected=old, found=now
-        )
         raise Contention(
             "main-moved",
             f"{cfg.main} moved during the pass (from {old[:12]} to {now[:12]}); the pass "

@@ -483,6 +483,7 @@ def test_main_moved_during_the_pass_loses_nothing_and_a_rerun_works(
     their = git(seed_repo, "rev-parse", "main")
     assert git(seed_repo, "log", "-1", "--format=%s", "main") == "someone else"
     assert state.lane_state(cfg, WAVE, "m") == "submitted"
+    assert events(cfg, "integrate-done")[-1].details["aborted"] == "main-moved"
     assert len(list((cfg.claim_dir(WAVE, "m") / "fragments").iterdir())) == 1
     assert scratch_worktrees(cfg) == []
     rc, doc = lanes_json(seed_repo, "integrate", WAVE)
