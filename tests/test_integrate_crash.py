@@ -156,13 +156,13 @@ def _wait_for_group(pgid: int, timeout: float = 20.0) -> None:
 
 
 def test_random_kill_9_again_and_again(seed_repo: Path) -> None:
-    cfg = set_test_command(seed_repo, "sleep 0.2")  # a pass long enough to be hit anywhere
+    cfg = set_test_command(seed_repo, "sleep 0.1")  # a pass long enough to be hit anywhere
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
     wave = Wave()
     killed = finished = 0
     number = 300
-    for i in range(10):
+    for i in range(8):
         for k in range(2):  # new work arrives between the crashes
             number += 1
             wave.lane(cfg, f"r{i}-{k}", number, app=(i, k) == (3, 0), clash=(i, k) == (3, 1))
@@ -173,7 +173,7 @@ def test_random_kill_9_again_and_again(seed_repo: Path) -> None:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        time.sleep(rng.uniform(0.05, 1.0))
+        time.sleep(rng.uniform(0.05, 0.9))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             killed += 1
@@ -183,5 +183,6 @@ def test_random_kill_9_again_and_again(seed_repo: Path) -> None:
         _wait_for_group(proc.pid)
     final = run_lanes(seed_repo, "integrate", WAVE, "--json")
     assert final.returncode in (0, 4), (seed, final.stderr)
-    assert killed >= 3, f"seed {seed}: only {killed} of 10 runs were killed"
+    print(f"seed {seed}: {killed} killed, {finished} finished before the kill")
+    assert killed >= 3, f"seed {seed}: only {killed} of 8 runs were killed"
     check_exactly_once(cfg, wave)
