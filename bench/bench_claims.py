@@ -11,6 +11,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -167,10 +168,10 @@ def claim_vs_worktree(bench: Bench, repo: Path, rounds: int) -> dict[str, Any]:
 
     def claim(i: int) -> None:
         bench.run([LANES, "claim", "bench", f"l{i}", "--agent", "a"], repo)
-        if i == 0:
-            _check_full_checkout(bench, wt / f"{repo.name}-bench-l{i}", repo)
 
     def release(i: int) -> None:
+        if i == 0:  # not timed
+            _check_full_checkout(bench, wt / f"{repo.name}-bench-l{i}", repo)
         bench.run([LANES, "release", "bench", f"l{i}"], repo)
 
     ways = [
@@ -185,7 +186,83 @@ def claim_vs_worktree(bench: Bench, repo: Path, rounds: int) -> dict[str, Any]:
     for i in range(rounds):
         for way in ways[i % len(ways) :] + ways[: i % len(ways)]:
             way.once(i)
-    return {"rounds": rounds, "series": [w.series.to_json() for w in ways]}
+    # Each round holds one run of each way, close in time: their ratio cancels slow drifts.
+    lanes_runs = ways[-1].series.seconds
+    paired = {
+        w.series.name: statistics.median(
+            c / g for c, g in zip(lanes_runs, w.series.seconds, strict=False)
+        )
+        for w in ways[:-1]
+    }
+    return {
+        "rounds": rounds,
+        "series": [w.series.to_json() for w in ways],
+        "paired_ratio": paired,
+        "phases": claim_phases(bench, repo),
+    }
+
+
+# Runs `lanes claim` in its own process with git.run and Ledger.append wrapped in timers;
+# the modules themselves are untouched. argv: interpreter start-up seconds, then lanes' args.
+PHASES = """
+import json, sys, time
+t0 = time.perf_counter()
+import filelock, lanes.claims, lanes.config, lanes.git, lanes.ledger, lanes.state
+from lanes.cli import main
+imports = time.perf_counter() - t0
+phases = {}
+def timed(key, fn):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            name = key(args)
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+    return wrapper
+def git_key(args):
+    words = [w for w in args[0][:4] if "/" not in w and len(w) != 40 and w != "-b"]
+    return "git " + " ".join(words)
+lanes.git.run = timed(git_key, lanes.git.run)
+lanes.ledger.Ledger.append = timed(lambda a: "ledger row (lock, write, fsync, anchor)",
+                                   lanes.ledger.Ledger.append)
+t1 = time.perf_counter()
+code = main(sys.argv[2:])
+work = time.perf_counter() - t1
+out = {"interpreter start-up": float(sys.argv[1]), "imports (typer, pydantic, lanes...)": imports}
+out.update(phases)
+out["the rest (argument parsing, config, ledger read, claim directory, locks)"] = work - sum(phases.values())
+out["total"] = float(sys.argv[1]) + imports + work
+print(json.dumps(out))
+sys.exit(code)
+"""
+
+
+def claim_phases(bench: Bench, repo: Path) -> dict[str, float]:
+    """Where one `lanes claim` on `repo` spends its time (median of three runs per phase)."""
+    interpreter = statistics.median(
+        bench.timed([sys.executable, "-c", "pass"], bench.root) for _ in range(5)
+    )
+    runs: list[dict[str, float]] = []
+    for i in range(3):
+        os.sync()
+        proc = bench.run(
+            [
+                sys.executable,
+                "-c",
+                PHASES,
+                str(interpreter),
+                "claim",
+                "bench",
+                f"p{i}",
+                "--agent",
+                "a",
+            ],
+            repo,
+        )
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        bench.run([LANES, "release", "bench", f"p{i}"], repo)
+    return {key: statistics.median(r.get(key, 0.0) for r in runs) for key in runs[0]}
 
 
 def _check_full_checkout(bench: Bench, path: Path, repo: Path) -> None:
@@ -214,29 +291,32 @@ def startup(bench: Bench, runs: int) -> dict[str, Any]:
 
 
 def _import_profile(bench: Bench) -> list[dict[str, Any]]:
-    """The costliest top-level imports of `lanes --help` (python -X importtime)."""
+    """The costliest imports of `lanes --help` (python -X importtime, cumulative ms):
+    top-level modules, and the modules lanes.cli imports itself."""
     proc = bench.run(
-        [
-            sys.executable,
-            "-X",
-            "importtime",
-            "-c",
-            "import sys; from lanes.cli import run; sys.argv = ['lanes', '--help']; run()",
-        ],
+        [sys.executable, "-X", "importtime", "-c", "import sys; from lanes.cli import run; "
+         "sys.argv = ['lanes', '--help']; run()"],
         bench.root,
-    )
-    rows = []
+    )  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    children: list[dict[str, Any]] = []  # importtime prints a module after its imports
     for line in proc.stderr.splitlines():
-        if not line.startswith("import time:") or "|" not in line:
+        if not line.startswith("import time:") or line.count("|") != 2:
             continue
-        _, cumulative, name = (p.strip() for p in line[len("import time:") :].split("|"))
-        if not cumulative.isdigit():
+        _, cumulative, name = line[len("import time:") :].split("|")
+        if not cumulative.strip().isdigit():
             continue
-        depth = (len(name) - len(name.lstrip())) // 2
-        if depth <= 1:
-            rows.append({"module": name.strip(), "ms": int(cumulative) / 1000, "depth": depth})
+        depth = (len(name) - len(name.lstrip()) - 1) // 2
+        row = {"module": name.strip(), "ms": int(cumulative) / 1000}
+        if depth == 1:
+            children.append(row)
+        elif depth == 0:
+            rows.append(row)
+            if row["module"] == "lanes.cli":
+                rows.extend({**c, "module": f"lanes.cli > {c['module']}"} for c in children)
+            children = []
     rows.sort(key=lambda r: -float(r["ms"]))
-    return rows[:8]
+    return rows[:10]
 
 
 def race(bench: Bench, repo: Path, wave: str, procs: int, lanes_n: int) -> dict[str, Any]:
@@ -245,22 +325,10 @@ def race(bench: Bench, repo: Path, wave: str, procs: int, lanes_n: int) -> dict[
     ready.mkdir()
     go = bench.root / f"go-{wave}"
     assignments = [(f"a{p:02d}", f"l{p % lanes_n:02d}") for p in range(procs)]
+    waiter = [sys.executable, "-I", "-S", "-c", WAIT_THEN_EXEC, str(ready), str(go)]
     children = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                WAIT_THEN_EXEC,
-                str(ready),
-                str(go),
-                LANES,
-                "claim",
-                wave,
-                lane,
-                "--agent",
-                agent,
-                "--json",
-            ],
+            [*waiter, LANES, "claim", wave, lane, "--agent", agent, "--json"],
             cwd=repo,
             env=bench.env,
             stdout=subprocess.PIPE,
@@ -272,6 +340,7 @@ def race(bench: Bench, repo: Path, wave: str, procs: int, lanes_n: int) -> dict[
     deadline = time.monotonic() + 120
     while len(os.listdir(ready)) < procs and time.monotonic() < deadline:
         time.sleep(0.01)
+    cpu = cpu_of_children()
     start = time.perf_counter()
     go.touch()
     outcomes = []
@@ -279,6 +348,7 @@ def race(bench: Bench, repo: Path, wave: str, procs: int, lanes_n: int) -> dict[
         out, err = child.communicate(timeout=600)
         outcomes.append((agent, lane, child.returncode, out, err))
     wall = time.perf_counter() - start
+    cpu = cpu_of_children() - cpu  # the waiting wrappers' own start-up (~10 ms each) too
 
     winners: dict[str, list[str]] = {}
     codes: dict[int, int] = {}
@@ -313,6 +383,8 @@ def race(bench: Bench, repo: Path, wave: str, procs: int, lanes_n: int) -> dict[
         "claims": sum(len(w) for w in winners.values()),
         "claims_per_second": sum(len(w) for w in winners.values()) / wall,
         "attempts_per_second": procs / wall,
+        "cpu_seconds": cpu,
+        "cpu_per_attempt": cpu / procs,
         "exit_codes": {str(k): v for k, v in sorted(codes.items())},
         "one_holder_per_lane": one_holder,
         "claim_records_agree": records_agree,
@@ -328,11 +400,13 @@ def _tracked(bench: Bench, repo: Path) -> int:
 def main(quick: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every claim benchmark; `quick` makes fewer runs and skips the 20k-file race."""
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    # A terminated run still removes its temporary directory (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="lanes-bench-"))
     home = root / "home"
     home.mkdir()
     bench = Bench(root, git_env(home))
-    results: dict[str, Any] = {"tmp": str(root)}
+    results: dict[str, Any] = {"tmp": str(root), "load_before": os.getloadavg()}
     try:
         say("building a 20,000-file repository ...")
         start = time.perf_counter()
@@ -340,7 +414,7 @@ def main(quick: bool = False, log: Callable[[str], None] | None = None) -> dict[
         results["build_seconds"] = time.perf_counter() - start
         results["big_files"] = _tracked(bench, big)
         say("lanes claim against git worktree add (interleaved) ...")
-        results["claim"] = claim_vs_worktree(bench, big, rounds=3 if quick else 7)
+        results["claim"] = claim_vs_worktree(bench, big, rounds=3 if quick else 9)
         say("lanes --help start-up ...")
         results["startup"] = startup(bench, runs=10 if quick else 25)
         small = make_repo(bench, "small", 10, 20)
@@ -352,6 +426,7 @@ def main(quick: bool = False, log: Callable[[str], None] | None = None) -> dict[
             say("64 processes claiming 64 lanes on the 20,000-file repository ...")
             races.append({"name": "64 agents, 64 lanes", **race(bench, big, "big64", 64, 64)})
         results["races"] = races
+        results["load_after"] = os.getloadavg()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return results
