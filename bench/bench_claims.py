@@ -265,6 +265,24 @@ def claim_phases(bench: Bench, repo: Path) -> dict[str, float]:
     return {key: statistics.median(r.get(key, 0.0) for r in runs) for key in runs[0]}
 
 
+def sparse_claim(bench: Bench, repo: Path, runs: int) -> dict[str, Any]:
+    """`lanes claim --sparse` of one folder of `repo`: its time and the files it writes."""
+    series = Series("lanes claim --sparse src/pkg000")
+    wt = bench.root / "wt"
+    files = 0
+    for i in range(runs):
+        os.sync()
+        start = time.perf_counter()
+        bench.run(
+            [LANES, "claim", "bench", f"s{i}", "--agent", "a", "--sparse", "src/pkg000"], repo
+        )
+        series.seconds.append(time.perf_counter() - start)
+        path = wt / f"{repo.name}-bench-s{i}"
+        files = sum(len(names) for _, _, names in os.walk(path)) - 1  # minus the .git file
+        bench.run([LANES, "release", "bench", f"s{i}"], repo)
+    return {**series.to_json(), "files_on_disk": files}
+
+
 def _check_full_checkout(bench: Bench, path: Path, repo: Path) -> None:
     """The claimed worktree holds every file and nothing differs: a fair comparison."""
     tracked = bench.run(["git", "ls-files"], repo).stdout.count("\n")
@@ -415,6 +433,8 @@ def main(quick: bool = False, log: Callable[[str], None] | None = None) -> dict[
         results["big_files"] = _tracked(bench, big)
         say("lanes claim against git worktree add (interleaved) ...")
         results["claim"] = claim_vs_worktree(bench, big, rounds=3 if quick else 9)
+        say("lanes claim --sparse ...")
+        results["sparse"] = sparse_claim(bench, big, runs=3 if quick else 7)
         say("lanes --help start-up ...")
         results["startup"] = startup(bench, runs=10 if quick else 25)
         small = make_repo(bench, "small", 10, 20)

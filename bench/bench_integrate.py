@@ -159,12 +159,6 @@ def main(sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
     return rows
 
 
-def run(report: Any) -> None:
-    """For a runner that takes a callback: one row at a time."""
-    for row in main():
-        report(row)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", type=int, nargs="+", default=list(SIZES))

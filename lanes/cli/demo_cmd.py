@@ -40,8 +40,7 @@ def demo(
     else:
         _epilogue(result)
     if not result.ok:
-        # SystemExit, not typer.Exit: lanes.cli.main drops the code typer.Exit returns.
-        raise SystemExit(1)
+        raise typer.Exit(1)
 
 
 def summary(result: DemoResult) -> dict[str, Any]:

@@ -43,8 +43,7 @@ def integrate(
     result = run_pass(cfg, wave)
     emit(result.to_json(), json_, lambda: _show_result(result))
     if result.bounced:
-        # Not typer.Exit: lanes.cli.main() drops the code app() returns (it would exit 0).
-        raise SystemExit(4)
+        raise typer.Exit(4)
 
 
 def _show_result(result: IntegrateResult) -> None:

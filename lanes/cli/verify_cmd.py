@@ -51,9 +51,7 @@ def verify(
     else:
         _human(report)
     if not report.ok:
-        # Not typer.Exit: under standalone_mode=False typer returns its code from app(),
-        # and lanes.cli.main() does not pass that return value on (it would exit 0).
-        raise SystemExit(GATE_FAILED)
+        raise typer.Exit(GATE_FAILED)
 
 
 def _human(report: GateReport) -> None:
