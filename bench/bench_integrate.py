@@ -27,25 +27,14 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent)]
+sys.path[:0] = [str(HERE), str(HERE.parent)]
+
+from bench_claims import git_env  # noqa: E402  (a sibling module, found through sys.path above)
 
 BIN = Path(sys.executable).parent
 LANES = str(BIN / "lanes") if (BIN / "lanes").exists() else ""
 WAVE = "b1"
 SIZES = (25, 50, 100)
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        HOME=str(home),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_AUTHOR_NAME="bench",
-        GIT_AUTHOR_EMAIL="bench@lanes.invalid",
-        GIT_COMMITTER_NAME="bench",
-        GIT_COMMITTER_EMAIL="bench@lanes.invalid",
-    )
-    return env
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -125,7 +114,7 @@ def measure(n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lanes-bench-integrate-") as tmp:
         root = Path(tmp)
         (root / "home").mkdir()
-        env = _env(root / "home")
+        env = git_env(root / "home")
         saved = dict(os.environ)
         os.environ.update({k: v for k, v in env.items() if k.startswith("GIT_") or k == "HOME"})
         try:
