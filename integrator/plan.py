@@ -313,9 +313,7 @@ class Surfaces:
         earlier lane the branch has not seen touched the same path differently."""
         done = False
         for prior in self.applied:
-            if prior.lane == lp.lane or not any(
-                deploy.overlap(a, b) for a in deploy.touched(op) for b in deploy.touched(prior.op)
-            ):
+            if prior.lane == lp.lane or not deploy.conflict(op, prior.op):
                 continue
             if prior.commit and saw(prior.commit):
                 continue  # the lane was written on top of that change

@@ -286,6 +286,31 @@ def test_patches_to_the_same_path_conflict_and_the_later_bounces(cfg: Config) ->
     assert "REGION: kix" in show(cfg.main_checkout, ".github/workflows/deploy.yml")
 
 
+def test_an_insert_into_a_list_conflicts_with_a_later_lane_naming_an_element_by_index(
+    cfg: Config,
+) -> None:
+    # s1 inserts a step before the others; s2, written against main as it was, means the
+    # Deploy step by /steps/2. Applied after s1, that index names "Verify boot manifest".
+    make_lane(
+        cfg,
+        "s1",
+        {},
+        [deploy_frag({"op": "add", "path": "/jobs/deploy/steps/0", "value": {"run": "setup"}})],
+    )
+    make_lane(
+        cfg,
+        "s2",
+        {},
+        [deploy_frag({"op": "replace", "path": "/jobs/deploy/steps/2/run", "value": "fly x"})],
+    )
+    result = integrate.integrate(cfg, WAVE)
+    assert result.integrated == ["s1"]
+    assert [(b.lane, b.reason) for b in result.bounced] == [("s2", "deploy-conflict")]
+    text = show(cfg.main_checkout, ".github/workflows/deploy.yml")
+    assert "run: python scripts/ops/pre_deploy_manifest_verify.py" in text
+    assert "fly x" not in text
+
+
 def test_fragments_that_lie_bounce(cfg: Config, seed_repo: Path) -> None:
     files, entry = migration("adds", 261)
     make_lane(cfg, "liar", {"src/liar.py": "x\n"}, [manifest_frag("999_nowhere.sql")])

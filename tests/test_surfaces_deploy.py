@@ -172,6 +172,24 @@ def test_overlap_rules() -> None:
     assert deploy.touched(move) == ["/a", "/b"]
 
 
+def test_conflict_between_lanes_includes_shifted_list_indices() -> None:
+    def op(**raw: Any) -> PatchOp:
+        return PatchOp.model_validate({"value": 1, **raw} if raw["op"] != "remove" else raw)
+
+    steps = "/jobs/deploy/steps"
+    insert, remove = op(op="add", path=f"{steps}/0"), op(op="remove", path=f"{steps}/1")
+    by_index = op(op="replace", path=f"{steps}/2/run")
+    append = op(op="add", path=f"{steps}/-")
+    assert deploy.conflict(insert, by_index) and deploy.conflict(by_index, insert)
+    assert deploy.conflict(remove, by_index)
+    assert deploy.conflict(op(op="move", **{"from": f"{steps}/0"}, path="/x"), by_index)
+    assert deploy.conflict(insert, op(op="test", path=f"{steps}/3/name"))
+    assert not deploy.conflict(append, by_index)  # an append moves no element
+    assert not deploy.conflict(append, append)
+    assert not deploy.conflict(insert, op(op="replace", path="/jobs/deploy/env/0"))  # other list
+    assert not deploy.conflict(op(op="add", path="/jobs/deploy/env/A"), by_index)  # a key
+
+
 # -- properties --------------------------------------------------------------------------
 
 _MAPS = ["", "/on", "/on/push", "/concurrency", "/jobs", "/jobs/deploy", "/jobs/deploy/env"]

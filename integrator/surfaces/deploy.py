@@ -76,6 +76,33 @@ def touched(op: PatchOp) -> list[str]:
     return [op.path]
 
 
+def conflict(a: PatchOp, b: PatchOp) -> bool:
+    """Whether two lanes' operations cannot both be applied as each lane meant them: they
+    change the same place, or one shifts the list elements the other names by index."""
+    if any(overlap(x, y) for x in touched(a) for y in touched(b)):
+        return True
+    return _shifts(a, b) or _shifts(b, a)
+
+
+def _shifts(a: PatchOp, b: PatchOp) -> bool:
+    """`a` inserts into or removes from a list at an index, and `b` names an element of
+    that list by index (a `test` included): after `a`, `b`'s index means another element."""
+    if a.op not in ("add", "remove", "move"):
+        return False
+    for pointer in (a.path, a.from_):
+        if not pointer:
+            continue
+        *container, last = tokens(pointer)
+        if not last.isdigit():
+            continue  # a mapping key, or an append (`-`) that moves no element
+        for other in (b.path, b.from_):
+            named = tokens(other) if other else []
+            inside, rest = named[: len(container)], named[len(container) :]
+            if inside == container and rest and rest[0].isdigit():
+                return True
+    return False
+
+
 def overlap(a: str, b: str) -> bool:
     """Two pointers overlap when one is the other or inside it. Two appends to the same
     list (`.../-`) do not overlap: both elements land, in submission order."""
