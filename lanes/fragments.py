@@ -8,7 +8,9 @@ one JSON file in the lane's `fragments/` directory, written whole by a rename.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +36,10 @@ class ManifestFragment(_Fragment):
     @model_validator(mode="after")
     def _plain_names(self) -> ManifestFragment:
         for entry in self.entries:
-            check_entry(entry)
+            try:
+                check_entry(entry)
+            except BadInput as exc:  # as a ValueError, pydantic names the field and file
+                raise ValueError(exc.message) from None
         return self
 
 
@@ -69,6 +74,11 @@ class PatchOp(_Fragment):
         for pointer in (self.path, self.from_):
             if pointer is not None and pointer != "" and not pointer.startswith("/"):
                 raise ValueError(f"{pointer!r} is not a JSON Pointer (it must start with '/')")
+            if pointer and re.search("~(?![01])", pointer):
+                raise ValueError(
+                    f"{pointer!r} is not a JSON Pointer: '~' must be written '~0' and '/' "
+                    "inside a name '~1'"
+                )
         return self
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +115,12 @@ def parse_patch_file(path: Path) -> DeployFragment:
             f"cannot read {path}: {exc.strerror}",
             hint="give the path of a JSON Patch file",
         ) from exc
+    except UnicodeDecodeError:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not UTF-8 text",
+            hint="write the patch as a JSON or YAML file in UTF-8",
+        ) from None
     try:
         doc = YAML(typ="safe", pure=True).load(text)
     except YAMLError as exc:
@@ -119,6 +135,14 @@ def parse_patch_file(path: Path) -> DeployFragment:
             f"{path} is not a JSON Patch: the document must be a list of operations",
             hint='e.g. [{"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}]',
         )
+    problem = _not_json(doc, "")
+    if problem:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a JSON Patch: {problem}",
+            hint="a patch holds only what JSON can: strings, numbers, true/false, null, "
+            "lists and string-keyed mappings; quote dates and other YAML-only values",
+        )
     try:
         return DeployFragment(patch=[PatchOp.model_validate(op) for op in doc], source=path.name)
     except ValidationError as exc:
@@ -128,6 +152,27 @@ def parse_patch_file(path: Path) -> DeployFragment:
             hint="each operation needs op (add, remove, replace, move, copy, test), "
             "a path starting with '/', and value or from as its op requires",
         ) from None
+
+
+def _not_json(node: Any, where: str) -> str:
+    """What in a YAML-loaded document JSON cannot hold ('' when nothing): dates, sets,
+    binary, non-string keys, NaN and infinities."""
+    if node is None or isinstance(node, bool | int | str):
+        return ""
+    if isinstance(node, float):
+        return "" if math.isfinite(node) else f"{node} at {where or '/'} is not a JSON number"
+    if isinstance(node, list):
+        return next(
+            (p for i, item in enumerate(node) if (p := _not_json(item, f"{where}/{i}"))), ""
+        )
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                return f"the key {key!r} at {where or '/'} is not a string"
+            if problem := _not_json(value, f"{where}/{key}"):
+                return problem
+        return ""
+    return f"{type(node).__name__} value {node!r} at {where or '/'} has no JSON form"
 
 
 def manifest(entries: list[str]) -> ManifestFragment:
@@ -167,12 +212,15 @@ def write(frag_dir: Path, fragment: ManifestFragment | VersionFragment | DeployF
     name = f"{time.time_ns():020d}-{fragment.kind}-{uuid.uuid4().hex[:6]}.json"
     target = frag_dir / name
     tmp = frag_dir / f".{name}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(fragment_to_json(fragment), fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    text = json.dumps(fragment_to_json(fragment), indent=2, sort_keys=True, allow_nan=False)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write (readers skip a killed one: not *.json)
     return target
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lanes import claims, config, fragments
+from lanes.errors import BadInput
 from tests.conftest import lanes_json, snapshot
 
 
@@ -39,7 +40,7 @@ def test_fragments_are_stored_in_drop_order_and_logged(lane: Path, cfg: config.C
     assert kinds == ["manifest", "version", "deploy"]
 
 
-PATCHES = {
+PATCHES: dict[str, str | bytes] = {
     "not-a-list.json": '{"op": "add", "path": "/a", "value": 1}',
     "unknown-op.json": '[{"op": "merge", "path": "/a", "value": 1}]',
     "no-value.json": '[{"op": "add", "path": "/a"}]',
@@ -48,6 +49,15 @@ PATCHES = {
     "extra-member.json": '[{"op": "remove", "path": "/a", "exec": "rm -rf /"}]',
     "broken.yml": "- op: add\n  path: [unclosed\n",
     "empty.json": "[]",
+    "bad-escape.json": '[{"op": "remove", "path": "/a~2b"}]',
+    # YAML can hold what JSON cannot: each would crash the writer or be silently changed.
+    "date.yml": "- {op: add, path: /a, value: 2024-01-01}\n",
+    "binary.yml": "- {op: add, path: /a, value: !!binary aGVsbG8=}\n",
+    "set.yml": "- {op: add, path: /a, value: !!set {x, y}}\n",
+    "int-key.yml": "- {op: add, path: /a, value: {1: one}}\n",
+    "complex-key.yml": "- {op: add, path: /a, value: {[1, 2]: x}}\n",
+    "nan.yml": "- {op: add, path: /a, value: .nan}\n",
+    "not-utf8.json": b"\xff\xfe[]",
 }
 
 
@@ -55,7 +65,8 @@ PATCHES = {
 def test_invalid_deploy_patches_exit_2_and_change_nothing(
     lane: Path, seed_repo: Path, name: str
 ) -> None:
-    (lane / name).write_text(PATCHES[name])
+    text = PATCHES[name]
+    (lane / name).write_bytes(text if isinstance(text, bytes) else text.encode())
     before = snapshot(seed_repo, lane, skip=())
     rc, doc = lanes_json(lane, "fragment", "deploy", name)
     assert rc == 2, doc
@@ -93,3 +104,13 @@ def test_stored_fragment_files_are_plain_json(lane: Path, cfg: config.Config) ->
     lanes_json(lane, "fragment", "version", "patch")
     (path,) = (cfg.claim_dir("44", "a") / claims.FRAGMENTS).glob("*.json")
     assert json.loads(path.read_text()) == {"kind": "version", "bump": "patch"}
+
+
+def test_a_stored_fragment_edited_into_a_bad_one_is_named(lane: Path, cfg: config.Config) -> None:
+    lanes_json(lane, "fragment", "manifest", "261_legal_chain_v2.sql")
+    frag_dir = cfg.claim_dir("44", "a") / claims.FRAGMENTS
+    (path,) = frag_dir.glob("*.json")
+    path.write_text('{"kind": "manifest", "entries": ["../../etc"]}')
+    with pytest.raises(BadInput) as err:
+        fragments.read_all(frag_dir)
+    assert path.name in err.value.message and "../../etc" in err.value.message
