@@ -156,6 +156,15 @@ def test_patches_that_do_not_apply_are_refused(op: dict[str, Any], why: str) -> 
     assert err.value.code == "bad-fragment"
 
 
+def test_a_crlf_workflow_keeps_its_line_endings() -> None:
+    crlf = SEED.replace("\n", "\r\n")
+    out = deploy.apply(crlf, ops({"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}))
+    assert out == deploy.apply(
+        SEED, ops({"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"})
+    ).replace("\n", "\r\n")
+    assert "\r\n" in out and out.count("\r\n") == out.count("\n")
+
+
 def test_invalid_yaml_is_refused() -> None:
     with pytest.raises(deploy.PatchError):
         deploy.apply("a: [1, 2\n", ops({"op": "add", "path": "/b", "value": 1}))

@@ -44,6 +44,9 @@ def apply(text: str, ops: Sequence[PatchOp]) -> str:
     """`text` with the operations applied, every untouched line byte for byte."""
     if not ops:
         return text
+    if "\r\n" in text and text.count("\r\n") == text.count("\n"):
+        # A Windows-style file: the emitter writes LF, so patch it as LF and convert back.
+        return apply(text.replace("\r\n", "\n"), ops).replace("\n", "\r\n")
     yaml, doc = _load(text)
     base = _dump(yaml, doc)
     doc = _apply_ops(doc, ops)
