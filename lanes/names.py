@@ -12,12 +12,16 @@ _AGENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _ENTRY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
-def _check(kind: str, value: str, pattern: re.Pattern[str], rule: str) -> str:
-    if not pattern.fullmatch(value) or ".." in value:
+def _check(
+    kind: str, value: str, pattern: re.Pattern[str], rule: str, *, dots: bool = False
+) -> str:
+    """`dots`: whether '..' may appear (only in agent ids, which never name a path)."""
+    if not pattern.fullmatch(value) or (".." in value and not dots):
+        article = "an" if kind[0] in "aeiou" else "a"
         raise BadInput(
             f"bad-{kind}",
             f"invalid {kind} name {value!r}",
-            hint=f"a {kind} name {rule}",
+            hint=f"{article} {kind} name {rule}",
         )
     return value
 
@@ -31,7 +35,7 @@ def check_lane(value: str) -> str:
 
 
 def check_agent(value: str) -> str:
-    return _check("agent", value, _AGENT, "matches ^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$ without '..'")
+    return _check("agent", value, _AGENT, "matches ^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$", dots=True)
 
 
 def check_entry(value: str) -> str:

@@ -28,9 +28,20 @@ def violations(cfg: Config, changed: list[str]) -> list[Violation]:
             found.append(Violation(path, "version", "lanes fragment version major|minor|patch"))
         elif s.deploy and path == s.deploy.workflow:
             found.append(Violation(path, "deploy", "lanes fragment deploy PATCH_FILE"))
-        elif any(fnmatchcase(path, glob) for glob in s.protected):
-            found.append(Violation(path, "protected", "leave it to the operator: it is protected"))
+        elif any(is_protected(path, glob) for glob in s.protected):
+            found.append(Violation(path, "protected", "nothing: ask the operator to change it"))
     return found
+
+
+def is_protected(path: str, glob: str) -> bool:
+    """`glob` (fnmatch: `*` crosses `/`) matches the path or a folder holding it, the way
+    people write globs for git: `infra` and `infra/` hold `infra/main.tf`, and a leading
+    `**/` also matches at the top (`**/Dockerfile` holds `Dockerfile`)."""
+    pattern = glob.strip("/")
+    patterns = {pattern, pattern[3:]} if pattern.startswith("**/") else {pattern}
+    parts = path.split("/")
+    held_by = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatchcase(p, g) for p in held_by for g in patterns)
 
 
 def branch_violations(cfg: Config, branch: str) -> list[Violation]:

@@ -45,7 +45,7 @@ def test_wave_rule_is_exactly_the_spec(text: str) -> None:
 
 @given(st.text(max_size=70))
 def test_agent_rule_is_exactly_the_spec(text: str) -> None:
-    expected = bool(SPEC_AGENT.match(text)) and ".." not in text and not text.endswith("\n")
+    expected = bool(SPEC_AGENT.match(text)) and not text.endswith("\n")  # '..' is allowed
     try:
         check_agent(text)
         accepted = True
@@ -59,3 +59,10 @@ def test_entries_must_be_plain_file_names(bad: str) -> None:
     with pytest.raises(BadInput):
         check_entry(bad)
     assert check_entry("261_legal_chain_v2.sql") == "261_legal_chain_v2.sql"
+
+
+def test_an_agent_id_may_hold_two_dots_and_hints_read_well() -> None:
+    assert check_agent("claude..1") == "claude..1"
+    with pytest.raises(BadInput) as info:
+        check_entry("../x.sql")
+    assert info.value.hint.startswith("an entry name is a plain file name")

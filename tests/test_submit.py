@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lanes import claims, config, state
+from lanes import claims, config, state, submit
 from tests.conftest import commit_file, lanes_json
 
 
@@ -61,3 +61,21 @@ def test_a_clean_lane_is_submitted_in_order(seed_repo: Path, cfg: config.Config)
     assert rc == 4 and doc["error"] == "lane-not-open"
     commit_file(cfg.main_checkout, "src/main_moved.py", "m = 1\n")
     assert state.lane_state(cfg, "44", "b") == "submitted"
+
+
+@pytest.mark.parametrize(
+    ("path", "glob", "held"),
+    [
+        ("fly.toml", "fly.toml", True),
+        ("Dockerfile", "**/Dockerfile", True),
+        ("svc/Dockerfile", "**/Dockerfile", True),
+        ("infra/main.tf", "infra/", True),
+        ("infra/net/vpc.tf", "infra", True),
+        ("infra.md", "infra", False),
+        ("ops/run.sh", "ops/*", True),
+        ("src/fly.toml.md", "fly.toml", False),
+        ("docs/a.md", "*.py", False),
+    ],
+)
+def test_protected_globs_match_as_people_write_them(path: str, glob: str, held: bool) -> None:
+    assert submit.is_protected(path, glob) is held
