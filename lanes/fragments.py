@@ -19,10 +19,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from lanes.config import Config
-from lanes.errors import BadInput, Refused
+from lanes.errors import BadInput
 from lanes.names import check_entry
 
 BUMPS = ("patch", "minor", "major")  # in increasing order
+WITHDRAWN = "withdrawn"  # beside fragments/ in a claim directory
 
 
 class _Fragment(BaseModel):
@@ -257,13 +258,7 @@ def drop(
     from lanes import claims, state
 
     claim_dir, record = claims.held(cfg, wave, lane)
-    lane_state = state.lane_state(cfg, wave, lane)
-    if lane_state not in ("claimed", "bounced"):
-        raise Refused(
-            "lane-not-open",
-            f"lane {wave}/{lane} is {lane_state}: fragments can only be added before submit",
-            hint="release and claim a new lane, or wait for a bounce",
-        )
+    state.require_open(cfg, wave, lane, "take fragments")
     path = write(claim_dir / claims.FRAGMENTS, fragment)
     claims.ledger(cfg, wave).append(
         "fragment",
@@ -274,6 +269,35 @@ def drop(
         **_summary(fragment),
     )
     return path
+
+
+def withdraw(cfg: Config, wave: str, lane: str, names: list[str]) -> list[Path]:
+    """Take fragments back from a claimed or bounced lane (a bad one the integrator
+    bounced, say). Nothing is deleted: each moves to the claim's `withdrawn/` folder."""
+    from lanes import claims, state
+
+    claim_dir, record = claims.held(cfg, wave, lane)
+    state.require_open(cfg, wave, lane, "withdraw fragments")
+    frag_dir = claim_dir / claims.FRAGMENTS
+    present = sorted(p.name for p in frag_dir.glob("*.json"))
+    unknown = [name for name in names if name not in present]
+    if unknown or not names:
+        raise BadInput(
+            "bad-fragment",
+            f"lane {wave}/{lane} has no fragment named {', '.join(map(repr, unknown))}"
+            if unknown
+            else "name the fragments to withdraw",
+            hint="its fragments: " + (", ".join(present) or "none"),
+        )
+    shelf = claim_dir / WITHDRAWN
+    shelf.mkdir(exist_ok=True)
+    moved = []
+    for name in dict.fromkeys(names):
+        # Moved first, logged second: a kill in between leaves the file kept, unlogged.
+        os.replace(frag_dir / name, shelf / name)
+        claims.ledger(cfg, wave).append("fragment", lane, record.agent, withdrawn=name)
+        moved.append(shelf / name)
+    return moved
 
 
 def _summary(fragment: ManifestFragment | VersionFragment | DeployFragment) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from lanes import claims, git
 from lanes.config import Config
+from lanes.errors import Refused
 from lanes.names import check_wave
 
 _STATE_OF_EVENT = {
@@ -65,6 +66,18 @@ def histories(cfg: Config, wave: str) -> dict[str, LaneHistory]:
 def lane_state(cfg: Config, wave: str, lane: str) -> str | None:
     hist = histories(cfg, wave).get(lane)
     return hist.state if hist else None
+
+
+def require_open(cfg: Config, wave: str, lane: str, doing: str) -> None:
+    """Refuse (exit 4) `doing` on a lane that is not claimed or bounced: once submitted,
+    its branch and fragments are the integrator's."""
+    now = lane_state(cfg, wave, lane)
+    if now not in ("claimed", "bounced"):
+        raise Refused(
+            "lane-not-open",
+            f"lane {wave}/{lane} is {now}: only a claimed or bounced lane can {doing}",
+            hint="see lanes status; a submitted lane comes back if it bounces",
+        )
 
 
 def lane_dirs(cfg: Config, wave: str) -> list[tuple[str, Path]]:

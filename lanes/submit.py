@@ -65,13 +65,7 @@ class SubmitResult:
 
 def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     claim_dir, record = claims.held(cfg, wave, lane)
-    lane_state = state.lane_state(cfg, wave, lane)
-    if lane_state not in ("claimed", "bounced"):
-        raise Refused(
-            "lane-not-open",
-            f"lane {wave}/{lane} is {lane_state}; only a claimed or bounced lane can be submitted",
-            hint="see lanes status",
-        )
+    state.require_open(cfg, wave, lane, "be submitted")
     log = claims.ledger(cfg, wave)
     found = branch_violations(cfg, record.branch)
     if found:

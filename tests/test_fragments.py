@@ -114,3 +114,24 @@ def test_a_stored_fragment_edited_into_a_bad_one_is_named(lane: Path, cfg: confi
     with pytest.raises(BadInput) as err:
         fragments.read_all(frag_dir)
     assert path.name in err.value.message and "../../etc" in err.value.message
+
+
+def test_withdraw_moves_a_fragment_aside_and_logs_it(lane: Path, cfg: config.Config) -> None:
+    keep = lanes_json(lane, "fragment", "version", "patch")[1]["fragment"]
+    drop = Path(lanes_json(lane, "fragment", "version", "major")[1]["fragment"]).name
+    rc, doc = lanes_json(lane, "fragment", "withdraw", drop)
+    assert rc == 0 and doc["withdrawn"] == [str(cfg.claim_dir("44", "a") / "withdrawn" / drop)]
+    frag_dir = cfg.claim_dir("44", "a") / claims.FRAGMENTS
+    assert [str(p) for p, _ in fragments.read_all(frag_dir)] == [keep]
+    assert (cfg.claim_dir("44", "a") / "withdrawn" / drop).is_file()  # kept, not deleted
+    logged = [e.details for e in claims.ledger(cfg, "44").events() if e.event == "fragment"]
+    assert logged[-1] == {"withdrawn": drop}
+    before = snapshot(cfg.main_checkout, lane, skip=())
+    rc, doc = lanes_json(lane, "fragment", "withdraw", drop)  # already gone
+    assert rc == 2 and Path(keep).name in doc["hint"]
+    rc, doc = lanes_json(lane, "fragment", "withdraw", "../claim.json")
+    assert rc == 2
+    assert snapshot(cfg.main_checkout, lane, skip=()) == before
+    assert lanes_json(lane, "submit")[0] == 0
+    rc, doc = lanes_json(lane, "fragment", "withdraw", Path(keep).name)
+    assert rc == 4 and doc["error"] == "lane-not-open"

@@ -334,6 +334,10 @@ def test_fragments_that_lie_bounce(cfg: Config, seed_repo: Path) -> None:
     entries = manifest_surface.entries(show(seed_repo, scaffold.MANIFEST))
     assert "999_nowhere.sql" not in entries and Counter(entries)["262_later.sql"] == 1
     assert git(seed_repo, "ls-tree", "main", "src/liar.py") == ""  # no half-applied lane
+    # The bounced patcher takes its bad fragment back, resubmits, and lands.
+    fragments.withdraw(cfg, WAVE, "patcher", [Path(reasons["patcher"][1][0]).name])
+    submit_mod.submit(cfg, WAVE, "patcher")
+    assert integrate.integrate(cfg, WAVE).integrated == ["patcher"]
 
 
 def test_a_fragment_is_data_never_code(cfg: Config, tmp_path: Path) -> None:

@@ -122,6 +122,24 @@ def fragment_deploy(
     _drop(fragments.parse_patch_file(patch_file), json_)
 
 
+@fragment_app.command("withdraw")
+def fragment_withdraw(
+    names: Annotated[
+        list[str], typer.Argument(help="Fragment file names, as `lanes fragment` printed them.")
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Take fragments back before (re)submitting, e.g. the one a bounce named (run inside
+    the lane's worktree). They move to the claim's withdrawn/ folder."""
+    from lanes import fragments
+    from lanes.cli.context import current_lane
+
+    cfg, w, ln = current_lane(None, None)
+    moved = fragments.withdraw(cfg, w, ln, names)
+    doc = {"wave": w, "lane": ln, "withdrawn": [str(p) for p in moved]}
+    emit(doc, json_, lambda: say(f"withdrew {len(moved)} fragment(s) from {w}/{ln}"))
+
+
 def submit(wave: WaveArg = None, lane: LaneArg = None, json_: JsonOpt = False) -> None:
     """Hand the lane to the integrator (refused if it edited a contended file)."""
     from lanes import submit as submit_mod
