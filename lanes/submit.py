@@ -9,11 +9,13 @@ from lanes import claims, fragments, git, state
 from lanes.config import Config
 from lanes.errors import Refused
 
+CONFIG_FILE = "lanes.toml"
+
 
 @dataclass(frozen=True)
 class Violation:
     path: str
-    surface: str  # manifest, version, deploy or protected
+    surface: str  # manifest, version, deploy, config or protected
     instead: str  # what to do instead
 
 
@@ -28,6 +30,8 @@ def violations(cfg: Config, changed: list[str]) -> list[Violation]:
             found.append(Violation(path, "version", "lanes fragment version major|minor|patch"))
         elif s.deploy and path == s.deploy.workflow:
             found.append(Violation(path, "deploy", "lanes fragment deploy PATCH_FILE"))
+        elif path == CONFIG_FILE:  # the rules a lane is judged by (its test_command...)
+            found.append(Violation(path, "config", "nothing: ask the operator to change it"))
         elif any(is_protected(path, glob) for glob in s.protected):
             found.append(Violation(path, "protected", "nothing: ask the operator to change it"))
     return found

@@ -385,7 +385,11 @@ def test_a_branch_that_edits_a_contended_file_or_lanes_toml_bounces(cfg: Config)
     commit_file(wt, scaffold.MANIFEST, "# emptied\n", "sneaky: clear the manifest")
     head = git(wt, "rev-parse", "HEAD")
     claims.ledger(cfg, WAVE).append("submit", "sneaky", "agent-sneaky", head=head)
-    make_lane(cfg, "rules", {"lanes.toml": 'test_command = "true"\n'})
+    wt = make_lane(cfg, "rules", {"lanes.toml": 'test_command = "true"\n'}, submit=False)
+    with pytest.raises(Refused):
+        submit_mod.submit(cfg, WAVE, "rules")
+    head = git(wt, "rev-parse", "HEAD")
+    claims.ledger(cfg, WAVE).append("submit", "rules", "agent-rules", head=head)
     make_lane(cfg, "fine", {"src/fine.py": "1\n"})
     result = integrate.integrate(cfg, WAVE)
     assert result.integrated == ["fine"]

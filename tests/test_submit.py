@@ -79,3 +79,16 @@ def test_a_clean_lane_is_submitted_in_order(seed_repo: Path, cfg: config.Config)
 )
 def test_protected_globs_match_as_people_write_them(path: str, glob: str, held: bool) -> None:
     assert submit.is_protected(path, glob) is held
+
+
+def test_submit_refuses_a_lane_that_changes_lanes_toml(seed_repo: Path) -> None:
+    wt = Path(lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")[1]["worktree"])
+    commit_file(wt, "lanes.toml", 'test_command = "true"\n')
+    rc, doc = lanes_json(wt, "submit")
+    assert rc == 4 and doc["files"] == [
+        {
+            "path": "lanes.toml",
+            "surface": "config",
+            "instead": "nothing: ask the operator to change it",
+        }
+    ]
