@@ -107,8 +107,8 @@ def locate(cwd: Path) -> Location:
         )
     toplevel = Path(lines[0])
     common = Path(lines[1])
-    if not common.is_absolute():
-        common = (toplevel / common).resolve()
+    if not common.is_absolute():  # git prints it relative to where it ran, not the top
+        common = (Path(cwd) / common).resolve()
     branch = lines[2] if len(lines) > 2 and lines[2] != "HEAD" else None
     # The main checkout is the worktree that owns the common dir (<main>/.git).
     main_checkout = common.parent if common.name == ".git" else toplevel

@@ -58,6 +58,16 @@ def test_config_is_found_from_inside_a_linked_worktree(seed_repo: Path, tmp_path
     assert cfg.inbox == seed_repo / "tools/offline/_inbox"
 
 
+def test_commands_from_a_subfolder_of_the_main_checkout_find_it(seed_repo: Path) -> None:
+    # git prints --git-common-dir relative to where it runs: ../../.git here.
+    deep = seed_repo / "scripts" / "migrations"
+    assert config.load(deep).main_checkout == seed_repo
+    rc, doc = lanes_json(deep, "claim", "44", "a", "--agent", "bot")
+    assert rc == 0 and doc["claim_dir"].startswith(str(seed_repo))
+    rc, doc = lanes_json(deep, "status")
+    assert rc == 0 and [ln["lane"] for ln in doc["lanes"]] == ["a"]
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [
