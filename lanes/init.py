@@ -19,6 +19,7 @@ class InitResult:
     version_files: list[str] = field(default_factory=list)
     deploy_workflow: str | None = None
     manifest: str | None = None
+    required: str | None = None  # FILE:NAME of the required-migrations list, if found
 
 
 def _has_version(path: Path) -> bool:
@@ -33,6 +34,36 @@ def _has_version(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return False
+
+
+def _find_required(root: Path) -> str | None:
+    """FILE:NAME of the first top-level list of strings named like *REQUIRED*MIGRATION*
+    in scripts/ (a schema guard's), read with ast: the gate's RC3 check needs it."""
+    import ast
+
+    for path in sorted(root.glob("scripts/**/*.py")):
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            target: ast.expr | None = None
+            if isinstance(node, ast.AnnAssign):
+                target = node.target
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+            value = getattr(node, "value", None)
+            if (
+                isinstance(target, ast.Name)
+                and "REQUIRED" in target.id.upper()
+                and "MIGRATION" in target.id.upper()
+                and isinstance(value, ast.List | ast.Tuple)
+                and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+                )
+            ):
+                return f"{path.relative_to(root).as_posix()}:{target.id}"
+    return None
 
 
 def _render(root: Path, found: InitResult) -> str:
@@ -54,7 +85,9 @@ def _render(root: Path, found: InitResult) -> str:
             "[manifest]                       # the boot allowlist of migrations",
             f'path = "{found.manifest}"',
             f'entries_dir = "{Path(found.manifest).parent.as_posix()}"',
-            '# required = "scripts/schema_guard.py:AM_REQUIRED_MIGRATIONS"  # FILE:NAME or a text file',
+            f'required = "{found.required}"  # FILE:NAME of a list literal, never run'
+            if found.required
+            else '# required = "scripts/schema_guard.py:REQUIRED_MIGRATIONS"  # FILE:NAME or a text file',
             "",
         ]
     else:
@@ -91,6 +124,7 @@ def init(cwd: Path, force: bool = False) -> InitResult:
     deploy = next((w for w in workflows if w.stem.startswith("deploy")), None)
     manifests = sorted(root.glob("scripts/migrations/*manifest*.txt"))
     found = InitResult(
+        required=_find_required(root) if manifests else None,
         config_path=str(target),
         gitignore=str(root / ".gitignore"),
         version_files=versions,
