@@ -402,6 +402,13 @@ def push_context() -> dict[str, Any]:
     return {"github": Partial({"event_name": "push", "event": payload}), "inputs": None}
 
 
+def chained_context(parent_event: str) -> dict[str, Any]:
+    """A workflow_run child started because its parent ran on `parent_event`: a parent
+    dispatched by hand gives `github.event.workflow_run.event == 'workflow_dispatch'`."""
+    payload = Partial({"workflow_run": Partial({"event": parent_event})})
+    return {"github": Partial({"event_name": "workflow_run", "event": payload})}
+
+
 def neutral_context() -> dict[str, Any]:
     """Nothing known: a condition false here is false whatever fired the run."""
     return {}

@@ -204,7 +204,9 @@ def chain(root: Workflow, workflows: list[Workflow]) -> list[Workflow]:
     return order
 
 
-def dispatch_false_guards(flow: Workflow, reference: dict[str, Any]) -> list[Guard]:
+def dispatch_false_guards(
+    flow: Workflow, reference: dict[str, Any], under: dict[str, Any] | None = None
+) -> list[Guard]:
     """Guards certainly false under a hand dispatch, but not in the `reference` context.
 
     The reference is what the workflow is compared with: for a workflow_run child, the
@@ -212,7 +214,7 @@ def dispatch_false_guards(flow: Workflow, reference: dict[str, Any]) -> list[Gua
     `if: false` or `if: failure()` is not: they do not depend on the trigger); for the
     deploy workflow, a push.
     """
-    dispatch = expressions.dispatch_context()
+    dispatch = expressions.dispatch_context() if under is None else under
     return [
         g
         for g in flow.guards
@@ -253,8 +255,20 @@ def chain_problems(workflows: list[Workflow], deploy_path: str | None) -> list[s
                 f"{flow.path} is triggered by workflow_run and has no workflow_dispatch "
                 "trigger: add `workflow_dispatch:` under `on:` so it can be run by hand"
             )
-        for guard in dispatch_false_guards(flow, expressions.neutral_context()):
-            problems.append(_guard_problem(flow, guard))
+        direct = dispatch_false_guards(flow, expressions.neutral_context())
+        problems += [_guard_problem(flow, guard) for guard in direct]
+        # Run through the chain instead: the deploy dispatched by hand starts this child by
+        # workflow_run, with the parent's event, 'workflow_dispatch', in the payload (RC4).
+        chained = dispatch_false_guards(
+            flow,
+            expressions.chained_context("push"),
+            under=expressions.chained_context("workflow_dispatch"),
+        )
+        problems += [
+            _guard_problem(flow, guard, PARENT_DISPATCHED)
+            for guard in chained
+            if guard not in direct
+        ]
     return problems
 
 
@@ -280,7 +294,17 @@ def _deploy_problems(deploy_path: str, deploy: Workflow | None) -> list[str]:
     return found
 
 
+PARENT_DISPATCHED = "the run its parent starts when the parent is dispatched by hand"
+
+
 def _guard_problem(flow: Workflow, guard: Guard, why: str = "") -> str:
+    if why == PARENT_DISPATCHED:
+        return (
+            f"{flow.path}: {guard.where()} is guarded by "
+            f"`if: {' '.join(guard.condition.split())}`, which is false in {why} "
+            "(github.event.workflow_run.event is 'workflow_dispatch'), though it holds after "
+            "a push; accept 'workflow_dispatch' as the parent's event too"
+        )
     tail = f", {why}" if why else ""
     return (
         f"{flow.path}: {guard.where()} is guarded by `if: {' '.join(guard.condition.split())}`, "

@@ -228,6 +228,23 @@ def test_guards_that_can_hold_under_a_dispatch_pass(condition: str) -> None:
     assert chain_of(job_if=condition, step_if=condition) == []
 
 
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "github.event.workflow_run.event != 'workflow_dispatch'",
+        "github.event_name == 'workflow_dispatch' || github.event.workflow_run.event == 'push'",
+        "${{ github.event.workflow_run.event == 'push' || github.event_name != 'workflow_run' }}",
+    ],
+)
+def test_guards_false_when_the_parent_was_dispatched_by_hand_are_named(condition: str) -> None:
+    # The post-mortem's RC4: the deploy dispatched by hand starts this child through
+    # workflow_run, whose payload says the parent's event was 'workflow_dispatch'.
+    [problem] = chain_of(step_if=condition)
+    assert problem.startswith(".github/workflows/verify.yml: job smoke, step 'healthz'")
+    assert "when the parent is dispatched by hand" in problem
+    assert "github.event.workflow_run.event is 'workflow_dispatch'" in problem
+
+
 def test_a_folded_multi_line_guard_is_read_whole() -> None:
     folded = (
         ">-\n          github.event.workflow_run.conclusion == 'success' &&\n"
