@@ -57,7 +57,9 @@ def create(cfg: Config, path: Path, branch: str, base: str, sparse: Sequence[str
             # pruned, and blocks its path and branch; prune and try once more.
             git.worktree_prune(repo)
             ensure_free(path)
-            git.worktree_add_no_checkout(repo, path, branch, base, new_branch=new_branch)
+            # The failed try may have made the branch already: still ours, not to make again.
+            again = new_branch and not git.branch_exists(repo, branch)
+            git.worktree_add_no_checkout(repo, path, branch, base, new_branch=again)
     try:
         if sparse:
             git.sparse_checkout_set(path, sparse)
