@@ -23,7 +23,6 @@ from integrator import workflows as wf
 from lanes import claims, git, state
 from lanes.config import Config
 from lanes.errors import BadInput, LanesError
-from lanes.names import check_wave
 from lanes.submit import branch_violations
 
 CHECKS = (
@@ -124,19 +123,9 @@ def verify(cfg: Config, wave: str | None = None) -> GateReport:
 
 
 def _waves(cfg: Config, wave: str | None) -> list[str]:
-    known = state.waves(cfg)
     if wave is None:
-        return known
-    check_wave(wave)
-    if wave not in known:
-        raise BadInput(
-            "unknown-wave",
-            f"wave {wave!r} has no ledger in {cfg.inbox}",
-            hint="known waves: "
-            + (", ".join(known) or "none yet")
-            + "; or run lanes verify without WAVE",
-        )
-    return [wave]
+        return state.waves(cfg)
+    return [state.known_wave(cfg, wave, "; or run lanes verify without WAVE")]
 
 
 def _paths_to_read(cfg: Config, tree: _Tree, spec: required_mod.RequiredSpec | None) -> list[str]:

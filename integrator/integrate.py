@@ -31,7 +31,6 @@ from integrator.surfaces import version
 from lanes import claims, git, state, worktrees
 from lanes.config import Config
 from lanes.errors import Contention, LanesError, OperationalError
-from lanes.names import check_wave
 
 AGENT = "integrator"
 LOCK = "integrate.lock"
@@ -85,7 +84,7 @@ class IntegrateResult:
 
 
 def integrate(cfg: Config, wave: str) -> IntegrateResult:
-    check_wave(wave)
+    state.known_wave(cfg, wave)  # before the lock: an unknown wave changes nothing
     with _pass_lock(cfg, wave):
         _failpoint("locked")
         _clean_scratch(cfg)

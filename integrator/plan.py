@@ -19,7 +19,6 @@ from lanes import claims, fragments, git, state, submit
 from lanes.config import Config
 from lanes.errors import BadInput, OperationalError
 from lanes.fragments import DeployFragment, ManifestFragment, PatchOp, VersionFragment
-from lanes.names import check_wave
 
 APPLIED = "fragments.applied"  # beside fragments/ in the claim dir, once main has moved
 
@@ -74,7 +73,7 @@ class Plan:
 
 
 def read(cfg: Config, wave: str) -> Plan:
-    check_wave(wave)
+    state.known_wave(cfg, wave)
     repo = cfg.main_checkout
     head = git.rev_parse(repo, cfg.main)
     if head is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from lanes import claims, git
 from lanes.config import Config
-from lanes.errors import Refused
+from lanes.errors import BadInput, Refused
 from lanes.names import check_wave
 
 _STATE_OF_EVENT = {
@@ -97,6 +97,19 @@ def waves(cfg: Config) -> list[str]:
     return sorted(
         p.name for p in cfg.inbox.iterdir() if p.is_dir() and (p / "AGENT_LEDGER.md").exists()
     )
+
+
+def known_wave(cfg: Config, wave: str, otherwise: str = "") -> str:
+    """`wave`, if valid and it has a ledger; else exit 2 naming the waves there are."""
+    check_wave(wave)
+    known = waves(cfg)
+    if wave not in known:
+        raise BadInput(
+            "unknown-wave",
+            f"wave {wave!r} has no ledger in {cfg.inbox}",
+            hint="known waves: " + (", ".join(known) or "none yet") + otherwise,
+        )
+    return wave
 
 
 def submitted_in_order(cfg: Config, wave: str) -> list[LaneHistory]:

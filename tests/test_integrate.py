@@ -19,7 +19,7 @@ from lanes import submit as submit_mod
 from lanes.config import Config
 from lanes.errors import Refused
 from lanes.fragments import DeployFragment, PatchOp
-from tests.conftest import commit_file, git, lanes_json, run_lanes
+from tests.conftest import commit_file, git, lanes_json, run_lanes, snapshot
 
 WAVE = "44"
 
@@ -562,6 +562,15 @@ def test_no_submitted_lanes_is_a_quiet_pass(cfg: Config, seed_repo: Path) -> Non
         "integrate-start",
         "integrate-done",
     ]
+
+
+def test_an_unknown_wave_is_exit_2_and_writes_nothing(seed_repo: Path) -> None:
+    make_lane(config.load(seed_repo), "a", {"src/a.py": "1\n"})
+    before = snapshot(seed_repo)
+    for args in (("integrate", "99"), ("integrate", "99", "--dry-run")):
+        rc, doc = lanes_json(seed_repo, *args)
+        assert (rc, doc["error"]) == (2, "unknown-wave") and WAVE in doc["hint"]
+    assert snapshot(seed_repo) == before
 
 
 def test_bad_wave_name_is_exit_2(seed_repo: Path) -> None:
