@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lanes.errors import BadInput
@@ -16,7 +17,8 @@ SPEC_AGENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "A", "-x", ".x", "a/b", "a..b", "..", "x" * 41, "a b", "é", "a\n", "/tmp"]
+    "bad",
+    ["", "A", "-x", ".x", "a/b", "a..b", "..", "x" * 41, "a b", "é", "a\n", "/tmp", "a.", "b.lock"],
 )
 def test_bad_wave_and_lane_names_are_refused(bad: str) -> None:
     for check in (check_wave, check_lane):
@@ -34,7 +36,11 @@ def test_good_names_pass(good: str) -> None:
 
 @given(st.text(max_size=70))
 def test_wave_rule_is_exactly_the_spec(text: str) -> None:
-    expected = bool(SPEC_WAVE.match(text)) and ".." not in text and not text.endswith("\n")
+    expected = (
+        bool(SPEC_WAVE.match(text))
+        and ".." not in text
+        and not text.endswith(("\n", ".", ".lock"))  # the last two: git refuses the branch
+    )
     try:
         check_wave(text)
         accepted = True
@@ -66,3 +72,14 @@ def test_an_agent_id_may_hold_two_dots_and_hints_read_well() -> None:
     with pytest.raises(BadInput) as info:
         check_entry("../x.sql")
     assert info.value.hint.startswith("an entry name is a plain file name")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,12}", fullmatch=True))
+def test_every_accepted_lane_name_makes_a_branch_git_accepts(name: str) -> None:
+    try:
+        check_lane(name)
+    except BadInput:
+        return
+    ref = f"refs/heads/lanes/{name}/{name}"
+    assert subprocess.run(["git", "check-ref-format", ref], check=False).returncode == 0
