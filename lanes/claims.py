@@ -121,7 +121,22 @@ def claim(
     check_agent(agent)
     sparse = worktrees.check_sparse(sparse)
     base_ref = base or cfg.main
+    if base_ref.removeprefix("refs/heads/").startswith("lanes/"):
+        raise BadInput(
+            "bad-base",
+            f"{base_ref!r} is another lane's branch: a lane never branches from another lane",
+            hint=f"omit --base to branch from {cfg.main}; the other lane's work reaches you "
+            "through main once it is integrated",
+        )
     base_sha = git.rev_parse(cfg.main_checkout, base_ref)
+    if base_sha is None and base is None:
+        raise BadInput(
+            "no-main",
+            f"the integration branch {cfg.main!r} does not exist (no commits yet, or the "
+            "repository's main branch has another name)",
+            hint=f"commit to {cfg.main!r} first, or set main = \"<branch>\" in the lanes "
+            "configuration",
+        )
     if base_sha is None:
         raise BadInput(
             "bad-base",

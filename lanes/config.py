@@ -15,6 +15,7 @@ from lanes.names import check_lane, check_wave
 
 _DURATION = re.compile(r"(\d+)\s*(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def parse_duration(text: str) -> int:
@@ -60,18 +61,48 @@ class Settings(_Section):
     version: VersionConfig | None = None
     deploy: DeployConfig | None = None
 
-    @field_validator("stale_after")
+    @field_validator("stale_after", mode="before")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # a bare number means seconds
+        if isinstance(value, str):
+            parse_duration(value)
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        # It becomes part of a directory name under worktree_root: no separators.
+        if value and (not _PROJECT.fullmatch(value) or ".." in value):
+            raise ValueError(
+                f"{value!r} is not a project name: letters, digits, '.', '_' and '-', "
+                "like jpcite (or leave it out: the main checkout's directory name)"
+            )
+        return value
+
+    @field_validator("main")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if not value or value.startswith("-") or ".." in value or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a branch name, like main")
+        return value
+
+    @field_validator("worktree_root")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not Path(value).is_absolute():
+            raise ValueError(f"{value!r} is not an absolute path, like /tmp")
         return value
 
     @field_validator("inbox")
     @classmethod
     def _relative(cls, value: str) -> str:
-        if Path(value).is_absolute() or ".." in Path(value).parts:
+        parts = Path(value).parts
+        if Path(value).is_absolute() or ".." in parts or not parts or parts[0] == ".git":
             raise ValueError(
-                "inbox must be a path inside the main checkout, like tools/offline/_inbox"
+                "inbox must be a folder inside the main checkout (not the checkout itself, "
+                "not .git), like tools/offline/_inbox"
             )
         return value
 
@@ -135,6 +166,13 @@ class Config(BaseModel):
         return paths
 
 
+_SECTIONS: dict[str, type[_Section]] = {
+    "manifest": ManifestConfig,
+    "version": VersionConfig,
+    "deploy": DeployConfig,
+}
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
@@ -144,22 +182,28 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from exc
 
 
-def _settings(raw: dict[str, Any], source: str) -> Settings:
+def settings_from(raw: dict[str, Any], source: str) -> Settings:
+    """Validate a configuration table; exit 2 naming every bad or unknown key."""
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        problems = []
+        problems, unknown = [], []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown key {key!r}")
+                unknown.append(err["loc"])
             else:
-                problems.append(f"{key}: {err['msg']}")
-        raise BadInput(
-            "bad-config",
-            f"{source}: " + "; ".join(problems),
-            hint="known keys: " + ", ".join(Settings.model_fields) + " (see docs/configuration.md)",
-        ) from None
+                problems.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+        hint = "see docs/configuration.md"
+        if unknown:
+            section = unknown[0][:-1]
+            model: Any = Settings
+            for name in section:  # the known keys where the unknown one was found
+                model = _SECTIONS.get(str(name), model)
+            where = f" in [{'.'.join(map(str, section))}]" if section else ""
+            hint = f"known keys{where}: " + ", ".join(model.model_fields) + f"; {hint}"
+        raise BadInput("bad-config", f"{source}: " + "; ".join(problems), hint=hint) from None
 
 
 def load(cwd: Path | None = None) -> Config:
@@ -178,7 +222,7 @@ def load_at(main_checkout: Path, common_dir: Path) -> Config:
     else:
         raw, source = {}, "defaults"
     return Config(
-        settings=_settings(raw, source),
+        settings=settings_from(raw, source),
         main_checkout=main_checkout,
         common_dir=common_dir,
         source=source,

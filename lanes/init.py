@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lanes import git
-from lanes.config import Settings
+from lanes.config import Settings, settings_from
 from lanes.errors import BadInput
 
 
@@ -66,13 +67,26 @@ def _find_required(root: Path) -> str | None:
     return None
 
 
-def _render(root: Path, found: InitResult) -> str:
+def _project_name(directory: str) -> str:
+    """The checkout's directory name, made a valid project name (no spaces or slashes)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", directory).strip(".-_")
+    return re.sub(r"[.]{2,}", ".", name)[:64] or "project"
+
+
+def _has_tool_lanes(pyproject: Path) -> bool:
+    try:
+        return "lanes" in tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
+    except (OSError, ValueError):
+        return False
+
+
+def _render(root: Path, found: InitResult, main: str) -> str:
     d = Settings()
     lines = [
         "# lanes configuration (https://github.com/lanes; see docs/configuration.md).",
         "# Every key is optional; the values shown are the defaults unless noted.",
-        f'project = "{root.name}"           # worktrees: {{worktree_root}}/{{project}}-{{wave}}-{{lane}}',
-        f'main = "{d.main}"                 # the integration branch',
+        f"project = {json.dumps(_project_name(root.name))}  # worktrees: {{worktree_root}}/{{project}}-{{wave}}-{{lane}}",
+        f"main = {json.dumps(main)}  # the integration branch",
         f'worktree_root = "{d.worktree_root}"',
         f'inbox = "{d.inbox}"  # claims, fragments and ledgers; git-ignored',
         f'stale_after = "{d.stale_after}"           # gc reaps a claim silent for this long',
@@ -115,6 +129,14 @@ def init(cwd: Path, force: bool = False) -> InitResult:
             f"{target} already exists",
             hint="edit it, or run lanes init --force to write it again",
         )
+    if _has_tool_lanes(root / "pyproject.toml") and not force:
+        raise BadInput(
+            "config-exists",
+            "pyproject.toml already configures lanes in [tool.lanes]; a lanes.toml would "
+            "replace it whole",
+            hint="edit [tool.lanes], or run lanes init --force to write lanes.toml anyway",
+        )
+    on = git.head_branch(root)
     versions = [
         name
         for name in ("pyproject.toml", "server.json", "package.json")
@@ -131,8 +153,8 @@ def init(cwd: Path, force: bool = False) -> InitResult:
         deploy_workflow=deploy.relative_to(root).as_posix() if deploy else None,
         manifest=manifests[0].relative_to(root).as_posix() if manifests else None,
     )
-    text = _render(root, found)
-    tomllib.loads(text)  # what we write must read back
+    text = _render(root, found, on.removeprefix("refs/heads/") if on else Settings().main)
+    settings_from(tomllib.loads(text), "lanes.toml")  # what we write must read back
     target.write_text(text, encoding="utf-8")
     _ignore(root / ".gitignore", "/" + Settings().inbox.strip("/") + "/")
     return found

@@ -104,6 +104,8 @@ def test_race_of_32_processes_over_8_lanes(seed_repo: Path, cfg: config.Config) 
         ("claim", "44", "a", "--agent", "-bad"),
         ("claim", "44", "a", "--agent", "has space"),
         ("claim", "44", "a", "--agent", "x", "--base", "no-such-ref"),
+        ("claim", "44", "a", "--agent", "x", "--base", "lanes/44/other"),
+        ("claim", "44", "a.lock", "--agent", "x"),
         ("claim", "44", "a", "--agent", "x", "--sparse", "../etc"),
         ("claim", "44", "a", "--agent", "x", "--sparse", "/abs"),
         ("claim", "44", "a"),
@@ -236,3 +238,13 @@ def test_status_reports_lanes(seed_repo: Path, cfg: config.Config) -> None:
     assert rows["a"]["agent"] == "agent-1" and rows["a"]["commits_ahead"] == 1
     assert rows["b"]["commits_ahead"] == 0 and rows["b"]["state"] == "claimed"
     assert {"wave", "lane", "agent", "state", "worktree", "branch"} <= rows["a"].keys()
+
+
+def test_a_repository_without_its_main_branch_says_so(tmp_path: Path) -> None:
+    repo = tmp_path / "empty"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    rc, doc = lanes_json(repo, "claim", "44", "a", "--agent", "x")
+    assert (rc, doc["error"]) == (2, "no-main")
+    assert "main = " in doc["hint"] and "--base" not in doc["hint"]
+    assert not (repo / "tools").exists()

@@ -77,6 +77,13 @@ def test_commands_from_a_subfolder_of_the_main_checkout_find_it(seed_repo: Path)
         ('inbox = "/etc"\n', "inbox"),
         ('inbox = "../outside"\n', "inbox"),
         ("protected = 3\n", "protected"),
+        ('project = "../esc"\n', "project"),
+        ('project = "a/b"\n', "project"),
+        ('worktree_root = "wt"\n', "worktree_root"),
+        ('inbox = ""\n', "inbox"),
+        ('inbox = "."\n', "inbox"),
+        ('inbox = ".git/lanes"\n', "inbox"),
+        ('main = ""\n', "main"),
         ("main = \n", "TOML"),
     ],
 )
@@ -100,3 +107,15 @@ def test_bad_configuration_is_refused_with_exit_2_naming_the_key(
 )
 def test_durations(text: str, seconds: int) -> None:
     assert config.parse_duration(text) == seconds
+
+
+def test_a_bare_number_of_seconds_is_a_duration_too(seed_repo: Path) -> None:
+    (seed_repo / "lanes.toml").write_text("stale_after = 90\n")
+    assert config.load(seed_repo).stale_after_seconds == 90
+
+
+def test_the_hint_lists_the_keys_of_the_section_that_has_the_unknown_one(seed_repo: Path) -> None:
+    (seed_repo / "lanes.toml").write_text('[manifest]\npath = "m.txt"\nentris_dir = "x"\n')
+    with pytest.raises(BadInput) as info:
+        config.load(seed_repo)
+    assert info.value.hint.startswith("known keys in [manifest]: path, entries_dir, required")

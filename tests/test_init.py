@@ -4,36 +4,64 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lanes import config, scaffold
-from tests.conftest import lanes_json, snapshot
+from tests.conftest import git, lanes_json, snapshot
 
 
-def test_init_fills_every_section_from_a_seed_shaped_repository(seed_repo: Path) -> None:
-    rc, doc = lanes_json(seed_repo / "scripts", "init")  # from a subfolder: same repository
-    assert rc == 0 and doc["config_path"] == str(seed_repo / "lanes.toml")
-    cfg = config.load(seed_repo)
+@pytest.fixture
+def unconfigured(seed_repo: Path) -> Path:
+    """The seed's repository without its [tool.lanes] tables, on branch trunk."""
+    pyproject = seed_repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().split("[tool.lanes]")[0])
+    git(seed_repo, "branch", "-m", "main", "trunk")
+    return seed_repo
+
+
+def test_init_fills_every_section_from_a_seed_shaped_repository(unconfigured: Path) -> None:
+    rc, doc = lanes_json(unconfigured / "scripts", "init")  # from a subfolder: same repository
+    assert rc == 0 and doc["config_path"] == str(unconfigured / "lanes.toml")
+    cfg = config.load(unconfigured)
     assert cfg.source == "lanes.toml"
     s = cfg.settings
+    assert (s.project, s.main) == ("jpcite", "trunk")  # the branch the checkout is on
     assert s.manifest is not None and s.manifest.path == scaffold.MANIFEST
     assert s.manifest.entries_dir == "scripts/migrations"
     # the gate's RC3 check is on: the schema guard's list was found, not left commented out
     assert s.manifest.required == "scripts/schema_guard.py:AM_REQUIRED_MIGRATIONS"
     assert s.version is not None and s.version.files == ["pyproject.toml", "server.json"]
     assert s.deploy is not None and s.deploy.workflow == ".github/workflows/deploy.yml"
-    assert "/tools/offline/_inbox/" in (seed_repo / ".gitignore").read_text().splitlines()
+    assert "/tools/offline/_inbox/" in (unconfigured / ".gitignore").read_text().splitlines()
 
 
-def test_init_leaves_required_commented_out_when_no_list_is_found(seed_repo: Path) -> None:
-    (seed_repo / "scripts" / "schema_guard.py").write_text("REQUIRED_MIGRATIONS = compute()\n")
-    assert lanes_json(seed_repo, "init")[0] == 0
-    text = (seed_repo / "lanes.toml").read_text()
+def test_init_leaves_required_commented_out_when_no_list_is_found(unconfigured: Path) -> None:
+    (unconfigured / "scripts" / "schema_guard.py").write_text("REQUIRED_MIGRATIONS = compute()\n")
+    assert lanes_json(unconfigured, "init")[0] == 0
+    text = (unconfigured / "lanes.toml").read_text()
     assert "\n# required = " in text
-    assert config.load(seed_repo).settings.manifest.required == ""  # type: ignore[union-attr]
+    assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]
 
 
-def test_init_refuses_to_overwrite_and_changes_nothing(seed_repo: Path) -> None:
-    assert lanes_json(seed_repo, "init")[0] == 0
-    before = snapshot(seed_repo)
-    rc, doc = lanes_json(seed_repo, "init")
+def test_a_checkout_directory_name_with_spaces_gives_a_valid_project(
+    unconfigured: Path, tmp_path: Path
+) -> None:
+    odd = unconfigured.rename(tmp_path / "my repo (copy)")
+    assert lanes_json(odd, "init")[0] == 0
+    assert config.load(odd).project == "my-repo-copy"
+
+
+@pytest.mark.parametrize("configured_in", ["lanes.toml", "pyproject.toml"])
+def test_init_refuses_to_replace_a_configuration_and_changes_nothing(
+    unconfigured: Path, configured_in: str
+) -> None:
+    if configured_in == "lanes.toml":
+        assert lanes_json(unconfigured, "init")[0] == 0
+    else:
+        with (unconfigured / "pyproject.toml").open("a") as fh:
+            fh.write('\n[tool.lanes]\nworktree_root = "/srv/lanes"\n')
+    before = snapshot(unconfigured)
+    rc, doc = lanes_json(unconfigured, "init")
     assert (rc, doc["error"]) == (2, "config-exists") and "--force" in doc["hint"]
-    assert snapshot(seed_repo) == before
+    assert configured_in in doc["message"]
+    assert snapshot(unconfigured) == before
