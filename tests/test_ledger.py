@@ -612,3 +612,30 @@ def test_cli_refuses_a_bad_wave_name(seed_repo: Path) -> None:
     proc = run_lanes(seed_repo, "ledger", "verify", "Bad/Wave", "--json")
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["schema_version"] == 1
+
+
+def test_cli_an_unknown_wave_is_exit_2_and_leaves_no_lock(seed_repo: Path, cfg: Config) -> None:
+    for args in (("ledger", "99"), ("ledger", "verify", "99")):
+        proc = run_lanes(seed_repo, *args, "--json")
+        assert proc.returncode == 2 and json.loads(proc.stdout)["error"] == "unknown-wave"
+    assert not list(cfg.state_dir.glob("ledger/99*"))
+
+
+def test_cli_inside_a_lane_the_ledger_is_its_wave(seed_repo: Path, cfg: Config) -> None:
+    worktree = Path(claims.claim(cfg, "44", "a", "bot").worktree)
+    claims.claim(cfg, "45", "b", "bot")
+    assert run_lanes(seed_repo, "ledger", "--json").returncode == 2  # two waves: which?
+    proc = run_lanes(worktree / "src", "ledger", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {json.loads(line)["wave"] for line in proc.stdout.splitlines()} == {"44"}
+    verified = run_lanes(worktree, "ledger", "verify", "--json")
+    assert verified.returncode == 0 and json.loads(verified.stdout)["wave"] == "44"
+
+
+def test_cli_verify_of_a_wave_whose_file_was_deleted_is_broken(
+    seed_repo: Path, cfg: Config
+) -> None:
+    claims.claim(cfg, "44", "a", "bot")
+    cfg.ledger_path("44").unlink()
+    proc = run_lanes(seed_repo, "ledger", "verify", "44", "--json")
+    assert proc.returncode == 4 and json.loads(proc.stdout)["error"] == "ledger-broken"

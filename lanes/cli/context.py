@@ -17,6 +17,14 @@ def config() -> Config:
     return config_mod.load(Path.cwd())
 
 
+def lane_from_branch(branch: str | None) -> tuple[str, str] | None:
+    """(wave, lane) of a lane branch `lanes/<wave>/<lane>`, else None."""
+    if branch and branch.startswith("lanes/") and branch.count("/") == 2:
+        _, wave, lane = branch.split("/")
+        return wave, lane
+    return None
+
+
 def lane_of(cfg_branch: str | None, wave: str | None, lane: str | None) -> tuple[str, str]:
     """WAVE LANE as typed, or read from the lane branch `lanes/<wave>/<lane>` checked out here."""
     if wave and lane:
@@ -27,9 +35,9 @@ def lane_of(cfg_branch: str | None, wave: str | None, lane: str | None) -> tuple
             "give both WAVE and LANE, or neither (inside a lane's worktree)",
             hint="lanes submit 44 api-dim-a, or run it from /tmp/<project>-44-api-dim-a",
         )
-    if cfg_branch and cfg_branch.startswith("lanes/") and cfg_branch.count("/") == 2:
-        _, w, ln = cfg_branch.split("/")
-        return w, ln
+    here = lane_from_branch(cfg_branch)
+    if here:
+        return here
     raise BadInput(
         "no-lane-here",
         "WAVE and LANE were not given and this is not a lane's worktree",

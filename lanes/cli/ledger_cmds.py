@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -53,21 +54,34 @@ def ledger(
             hint="lanes ledger [WAVE] or lanes ledger verify [WAVE]",
         )
     cfg = config()
-    wave = _wave(cfg, args[0] if args else None)
+    wave = _wave(cfg, args[0] if args else None, follow and not verifying)
     if verifying:
         _verify(cfg, wave, json_)
     else:
         _show(cfg, wave, lane, agent, follow, json_)
 
 
-def _wave(cfg: Config, wave: str | None) -> str:
-    from lanes import state
+def _wave(cfg: Config, wave: str | None, follow: bool) -> str:
+    """The wave typed; else the lane's, inside a lane's worktree; else the only one."""
+    from lanes import claims, git, state
+    from lanes.cli.context import lane_from_branch
     from lanes.errors import BadInput
     from lanes.names import check_wave
 
-    if wave:
-        return check_wave(wave)
     known = state.waves(cfg)
+    if wave:
+        check_wave(wave)
+        # A wave whose file is gone but whose anchor is kept is known: verify says so.
+        if wave in known or follow or claims.ledger(cfg, wave).anchor_path.exists():
+            return wave
+        raise BadInput(
+            "unknown-wave",
+            f"wave {wave!r} has no ledger in {cfg.inbox}",
+            hint="known waves: " + (", ".join(known) or "none yet"),
+        )
+    here = lane_from_branch(git.locate(Path.cwd()).branch)
+    if here:
+        return check_wave(here[0])
     if len(known) == 1:
         return known[0]
     raise BadInput(
