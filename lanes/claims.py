@@ -134,7 +134,7 @@ def claim(
             "no-main",
             f"the integration branch {cfg.main!r} does not exist (no commits yet, or the "
             "repository's main branch has another name)",
-            hint=f"commit to {cfg.main!r} first, or set main = \"<branch>\" in the lanes "
+            hint=f'commit to {cfg.main!r} first, or set main = "<branch>" in the lanes '
             "configuration",
         )
     if base_sha is None:
@@ -190,8 +190,14 @@ def claim(
             wave=wave,
             lane=lane,
         )
+    kept = worktrees.kept_for(cfg, path, branch)
     try:
-        new_branch = worktrees.create(cfg, path, branch, base_sha, sparse)
+        if kept:
+            new_branch = False
+            if sparse:
+                git.sparse_checkout_set(path, sparse)
+        else:
+            new_branch = worktrees.create(cfg, path, branch, base_sha, sparse)
     except BaseException as exc:
         # Nothing half-done: the claim is undone when its worktree cannot be made.
         _discard(claim_dir)
@@ -209,6 +215,7 @@ def claim(
         worktree=str(path),
         branch=branch,
         resumed=not new_branch,
+        kept_worktree=kept,
         sparse=list(sparse),
     )
     return ClaimResult(

@@ -103,3 +103,14 @@ def save_uncommitted(worktree: Path, patch_path: Path) -> bool:
 def is_worktree(path: Path) -> bool:
     """A real directory (not a symlink) holding a .git file of a linked worktree."""
     return path.is_dir() and not path.is_symlink() and (path / ".git").is_file()
+
+
+def kept_for(cfg: Config, path: Path, branch: str) -> bool:
+    """Whether `path` is this repository's own worktree of `branch`, left by
+    `lanes release --keep-worktree`: a new claim of the lane takes it over as it is."""
+    if not is_worktree(path) or os.path.realpath(path) != os.path.abspath(path):
+        return False  # not a worktree, or reached through a symlinked folder
+    if git.head_branch(path) != f"refs/heads/{branch}":
+        return False
+    common = git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"], path, check=False)
+    return common.returncode == 0 and Path(common.stdout.strip()) == cfg.common_dir

@@ -200,6 +200,26 @@ def test_release_keep_worktree_leaves_files(cfg: config.Config) -> None:
     (wt / "notes.txt").write_text("mine\n")
     claims.release(cfg, "44", "a", keep_worktree=True)
     assert (wt / "notes.txt").read_text() == "mine\n"
+    # The next claim of the lane takes the kept worktree over, work and all.
+    again = claims.claim(cfg, "44", "a", "agent-2")
+    assert (again.worktree, again.resumed) == (str(wt), True)
+    assert (wt / "notes.txt").read_text() == "mine\n"
+    assert claims.ledger(cfg, "44").events()[-1].details["kept_worktree"] is True
+
+
+def test_a_worktree_of_another_lane_or_repository_at_the_path_is_not_taken_over(
+    cfg: config.Config, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q", "-b", "main")
+    commit_file(other, "x", "1\n")
+    git(other, "branch", "lanes/44/a")
+    git(other, "worktree", "add", "-q", str(cfg.worktree_path("44", "a")), "lanes/44/a")
+    with pytest.raises(OperationalError) as err:
+        claims.claim(cfg, "44", "a", "agent-1")
+    assert err.value.code == "worktree-path-exists"
+    assert state.lane_state(cfg, "44", "a") != "claimed"
 
 
 def test_an_integrated_lane_cannot_be_claimed_again(cfg: config.Config) -> None:
