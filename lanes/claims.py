@@ -258,6 +258,7 @@ class ReleaseResult:
     archived_to: str
     worktree_removed: bool
     saved_patch: str | None
+    saved_ignored: str | None
 
 
 def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> ReleaseResult:
@@ -270,37 +271,61 @@ def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> R
             f"lane {wave}/{lane} is integrated; there is nothing to release",
             hint="run lanes gc to remove its worktree",
         )
-    patch, removed = retire_worktree(cfg, claim_dir, record, "release", keep_worktree)
+    retired = retire_worktree(cfg, claim_dir, record, "release", keep_worktree)
     dest = archive(cfg, wave, lane, "released")
-    ledger(cfg, wave).append(
-        "release",
+    details = retired.details(dest)
+    ledger(cfg, wave).append("release", lane, record.agent, archived_to=str(dest), **details)
+    return ReleaseResult(
+        wave,
         lane,
         record.agent,
-        archived_to=str(dest),
-        worktree_removed=removed,
-        saved_patch=str(dest / patch.name) if patch else None,
+        str(dest),
+        retired.removed,
+        details["saved_patch"],
+        details["saved_ignored"],
     )
-    return ReleaseResult(
-        wave, lane, record.agent, str(dest), removed, str(dest / patch.name) if patch else None
-    )
+
+
+@dataclass(frozen=True)
+class Retired:
+    """What became of a lane's worktree: the files saved in the claim dir first."""
+
+    removed: bool = False
+    patch: Path | None = None  # uncommitted changes, untracked files included
+    ignored: Path | None = None  # git-ignored files, as a tar.gz
+    ignored_skipped: tuple[str, ...] = ()  # ignored files too big to keep
+
+    def details(self, dest: Path) -> dict[str, Any]:
+        """For the ledger row, with paths as they are once the claim dir is archived."""
+        return {
+            "worktree_removed": self.removed,
+            "saved_patch": str(dest / self.patch.name) if self.patch else None,
+            "saved_ignored": str(dest / self.ignored.name) if self.ignored else None,
+            "ignored_not_saved": list(self.ignored_skipped[:20]),
+        }
 
 
 def retire_worktree(
     cfg: Config, claim_dir: Path, record: ClaimRecord, why: str, keep: bool
-) -> tuple[Path | None, bool]:
+) -> Retired:
     """Save uncommitted work into the claim dir, then remove the worktree (unless kept).
 
-    The patch is written and fsynced before anything is removed: nothing is lost on a crash.
+    The patch and the ignored files are written and fsynced before anything is removed:
+    nothing is lost on a crash.
     """
     path = Path(record.worktree)
     if keep or not worktrees.is_worktree(path):
         if not keep:
             git.worktree_prune(cfg.main_checkout)  # it vanished: forget its registration
-        return None, False
+        return Retired()
     patch_path = claim_dir / f"{why}-uncommitted.patch"
     saved = worktrees.save_uncommitted(path, patch_path)
+    ignored_path = claim_dir / f"{why}-ignored.tar.gz"
+    count, skipped = worktrees.save_ignored(path, ignored_path)
     worktrees.remove(cfg, path)
-    return (patch_path if saved else None), True
+    return Retired(
+        True, patch_path if saved else None, ignored_path if count else None, tuple(skipped)
+    )
 
 
 def _exclude_inbox(cfg: Config) -> None:

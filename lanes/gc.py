@@ -78,18 +78,19 @@ def _reap(
     if dry_run:
         return GcAction(wave, lane, "reap", reason, str(path), None, vanished)
     claim_dir = cfg.claim_dir(wave, lane)
-    patch, _ = claims.retire_worktree(cfg, claim_dir, record, "reap", keep=False)
+    retired = claims.retire_worktree(cfg, claim_dir, record, "reap", keep=False)
     dest = claims.archive(cfg, wave, lane, "reaped")
-    saved = str(dest / patch.name) if patch else None
+    details = retired.details(dest)
+    saved = details["saved_patch"]
     claims.ledger(cfg, wave).append(
         "reap",
         lane,
         record.agent,
         reason=reason,
         archived_to=str(dest),
-        saved_patch=saved,
         worktree_vanished=vanished,
         branch_kept=record.branch,
+        **details,
     )
     return GcAction(wave, lane, "reap", reason, str(path), saved, vanished)
 
@@ -101,7 +102,12 @@ def _remove_integrated(
     if dry_run:
         return GcAction(wave, lane, "remove-worktree", reason, record.worktree)
     claim_dir = cfg.claim_dir(wave, lane)
-    patch, _ = claims.retire_worktree(cfg, claim_dir, record, "gc", keep=False)
+    retired = claims.retire_worktree(cfg, claim_dir, record, "gc", keep=False)
     return GcAction(
-        wave, lane, "remove-worktree", reason, record.worktree, str(patch) if patch else None
+        wave,
+        lane,
+        "remove-worktree",
+        reason,
+        record.worktree,
+        str(retired.patch) if retired.patch else None,
     )

@@ -100,6 +100,40 @@ def save_uncommitted(worktree: Path, patch_path: Path) -> bool:
     return True
 
 
+IGNORED_FILE_LIMIT = 1 << 20  # bytes: a bigger ignored file is a build product, not notes
+IGNORED_TOTAL_LIMIT = 32 << 20
+
+
+def save_ignored(worktree: Path, archive_path: Path) -> tuple[int, list[str]]:
+    """Put the git-ignored files (a .env, notes.log...) that a patch cannot hold into a
+    tar.gz, each up to 1 MiB and 32 MiB in all: (files saved, paths skipped as too big)."""
+    import tarfile
+
+    listed = git.run(["ls-files", "-z", "--others", "--ignored", "--exclude-standard"], worktree)
+    saved, skipped, total = [], [], 0
+    for rel in filter(None, listed.stdout.split("\0")):
+        try:
+            size = (worktree / rel).lstat().st_size
+        except OSError:
+            continue
+        if size > IGNORED_FILE_LIMIT or total + size > IGNORED_TOTAL_LIMIT:
+            skipped.append(rel)
+            continue
+        saved.append(rel)
+        total += size
+    if not saved:
+        return 0, skipped
+    tmp = archive_path.with_suffix(".tmp")
+    with open(tmp, "wb") as raw:
+        with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            for rel in saved:
+                tar.add(worktree / rel, arcname=rel, recursive=False)  # links stay links
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, archive_path)
+    return len(saved), skipped
+
+
 def is_worktree(path: Path) -> bool:
     """A real directory (not a symlink) holding a .git file of a linked worktree."""
     return path.is_dir() and not path.is_symlink() and (path / ".git").is_file()

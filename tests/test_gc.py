@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
-from lanes import claims, config, gc, state
+from lanes import claims, config, gc, state, worktrees
 from tests.conftest import commit_file, git, lanes_json, snapshot
 
 
@@ -117,3 +118,28 @@ def test_a_worktree_never_filled_is_reaped_without_a_bogus_patch(cfg: config.Con
     report = gc.gc(cfg)
     assert report.actions[0].saved_patch is None
     assert not wt.exists()
+
+
+def test_git_ignored_files_are_saved_too_except_big_ones(
+    cfg: config.Config, tmp_path: Path
+) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / ".gitignore").write_text("*.log\n.env\nbuild/\n")
+    (wt / "notes.log").write_text("important\n")
+    (wt / ".env").write_text("TOKEN=x\n")
+    (wt / "build").mkdir()
+    (wt / "build/huge.bin").write_bytes(b"\0" * (worktrees.IGNORED_FILE_LIMIT + 1))
+    os.symlink("/etc/passwd", wt / "build/link")  # kept as a link, never followed
+    _stale(cfg, "44", "a")
+
+    gc.gc(cfg)
+
+    reap = claims.ledger(cfg, "44").events()[-1]
+    saved = Path(reap.details["saved_ignored"])
+    assert reap.details["ignored_not_saved"] == ["build/huge.bin"]
+    with tarfile.open(saved) as tar:
+        assert sorted(tar.getnames()) == [".env", "build/link", "notes.log"]
+        tar.extractall(tmp_path / "back", filter="tar")
+    assert (tmp_path / "back/notes.log").read_text() == "important\n"
+    assert os.readlink(tmp_path / "back/build/link") == "/etc/passwd"
+    assert ".gitignore" in Path(reap.details["saved_patch"]).read_text()  # untracked: the patch
