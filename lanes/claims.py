@@ -146,6 +146,7 @@ def claim(
     from lanes import state
 
     if state.lane_state(cfg, wave, lane) == "integrated":
+        ledger(cfg, wave).append("claim-refused", lane, agent, reason="lane-integrated")
         raise Refused(
             "lane-integrated",
             f"lane {wave}/{lane} is already integrated into {cfg.main}",

@@ -160,7 +160,10 @@ def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
                     stale=hist.state == "claimed"
                     and hb is not None
                     and hb > cfg.stale_after_seconds,
-                    commits_ahead=git.commits_ahead(cfg.main_checkout, base, branch),
+                    # landed commits are copies on main: nothing of an integrated lane waits
+                    commits_ahead=0
+                    if hist.state == "integrated"
+                    else git.commits_ahead(cfg.main_checkout, base, branch),
                     fragments=len(list(frag_dir.glob("*.json"))) if frag_dir.is_dir() else 0,
                 )
             )

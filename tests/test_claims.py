@@ -223,11 +223,20 @@ def test_a_worktree_of_another_lane_or_repository_at_the_path_is_not_taken_over(
 
 
 def test_an_integrated_lane_cannot_be_claimed_again(cfg: config.Config) -> None:
-    claims.claim(cfg, "44", "a", "agent-1")
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    commit_file(wt, "src/a.py", "a = 1\n")  # its copy on main is not "ahead"
     claims.ledger(cfg, "44").append("integrated", "a", "agent-1", head="x")
     with pytest.raises(Refused) as info:
         claims.claim(cfg, "44", "a", "agent-2")
     assert info.value.code == "lane-integrated"
+    refused = claims.ledger(cfg, "44").events()[-1]  # every attempt is in the ledger
+    assert (refused.event, refused.agent, refused.details["reason"]) == (
+        "claim-refused",
+        "agent-2",
+        "lane-integrated",
+    )
+    [row] = state.status(cfg, "44")
+    assert (row.state, row.commits_ahead) == ("integrated", 0)
 
 
 def test_commands_inside_a_worktree_know_their_lane(seed_repo: Path) -> None:

@@ -236,11 +236,20 @@ def gc(
     def human() -> None:
         if not report.actions:
             say("nothing to collect")
-        for a in report.actions:
-            verb = "would " + a.action if dry_run else a.action
-            say(
-                f"{verb} {a.wave}/{a.lane}: {a.reason}"
-                + (f"; work saved to {a.saved_patch}" if a.saved_patch else "")
-            )
+            return
+        rows = [
+            [
+                f"{a.wave}/{a.lane}",
+                ("would " if dry_run else "") + a.action,
+                a.reason,
+                a.saved_patch or "",
+            ]
+            for a in report.actions
+        ]
+        table(
+            "lanes gc" + (" (dry run)" if dry_run else ""),
+            ["lane", "action", "why", "work saved to"],
+            rows,
+        )
 
     emit(plain(report), json_, human)
