@@ -63,6 +63,18 @@ class Workflow:
         return "workflow_dispatch" in self.triggers
 
     @property
+    def required_inputs(self) -> dict[str, str | None]:
+        """`workflow_dispatch` inputs marked required: name -> default (None: none)."""
+        config = self.triggers.get("workflow_dispatch")
+        inputs = config.get("inputs") if isinstance(config, dict) else None
+        found: dict[str, str | None] = {}
+        for name, spec in (inputs or {}).items() if isinstance(inputs, dict) else []:
+            if isinstance(spec, dict) and spec.get("required") is True:
+                default = spec.get("default")
+                found[str(name)] = None if default is None else _text(default)
+        return found
+
+    @property
     def parents(self) -> list[str]:
         """The workflow names listed in `on.workflow_run.workflows`."""
         config = self.triggers.get("workflow_run")
@@ -255,6 +267,7 @@ def chain_problems(workflows: list[Workflow], deploy_path: str | None) -> list[s
                 f"{flow.path} is triggered by workflow_run and has no workflow_dispatch "
                 "trigger: add `workflow_dispatch:` under `on:` so it can be run by hand"
             )
+        problems += _undispatchable(flow)
         direct = dispatch_false_guards(flow, expressions.neutral_context())
         problems += [_guard_problem(flow, guard) for guard in direct]
         # Run through the chain instead: the deploy dispatched by hand starts this child by
@@ -288,6 +301,7 @@ def _deploy_problems(deploy_path: str, deploy: Workflow | None) -> list[str]:
             f"the deploy workflow {deploy_path} has no workflow_dispatch trigger, so "
             "`gh workflow run` cannot start it: add `workflow_dispatch:` under `on:`"
         )
+    found += _undispatchable(deploy)
     if not deploy.is_child:  # a child is checked with the children
         for guard in dispatch_false_guards(deploy, expressions.push_context()):
             found.append(_guard_problem(deploy, guard, "though it holds on a push"))
@@ -328,9 +342,29 @@ def _did_you_mean(name: str, known: dict[str, list[Workflow]], workflows: list[W
 def dispatch_commands(deploy: Workflow, workflows: list[Workflow], main: str) -> list[str]:
     """`gh workflow run` for the deploy workflow, then for each chained workflow by name."""
     names = by_name(workflows)
-    commands = [f"gh workflow run {shlex.quote(deploy.file_name)} --ref {shlex.quote(main)}"]
+    commands = [_dispatch(deploy, deploy.file_name, main)]
     for child in chain(deploy, workflows):
         unique = child.name is not None and len(names.get(child.name, [])) == 1
         ident = child.name if unique and child.name is not None else child.file_name
-        commands.append(f"gh workflow run {shlex.quote(ident)} --ref {shlex.quote(main)}")
+        commands.append(_dispatch(child, ident, main))
     return commands
+
+
+def _dispatch(flow: Workflow, ident: str, main: str) -> str:
+    """One `gh workflow run`, with each required input at its default (`-f name=value`)."""
+    fields = "".join(
+        f" -f {shlex.quote(f'{name}={default}')}"
+        for name, default in flow.required_inputs.items()
+        if default is not None
+    )
+    return f"gh workflow run {shlex.quote(ident)} --ref {shlex.quote(main)}{fields}"
+
+
+def _undispatchable(flow: Workflow) -> list[str]:
+    """A required input without a default: no command can dispatch it unattended."""
+    return [
+        f"{flow.path} needs the input {name!r} to be dispatched by hand and has no default "
+        f"for it: give it one (`default:`) so the deploy chain can be dispatched as is"
+        for name, default in flow.required_inputs.items()
+        if default is None
+    ]

@@ -308,3 +308,24 @@ def test_dispatch_commands_follow_the_chain_transitively() -> None:
         "gh workflow run verify --ref main",
         "gh workflow run 'acceptance criteria' --ref main",
     ]
+
+
+def test_required_dispatch_inputs_get_their_defaults_or_are_a_problem() -> None:
+    deploy = wf.parse(
+        ".github/workflows/deploy.yml",
+        "name: deploy\non:\n  push:\n  workflow_dispatch:\n    inputs:\n"
+        "      env: {required: true, default: prod world}\n"
+        "      dry: {required: true, type: boolean, default: false}\n"
+        "      note: {required: false}\n",
+    )
+    child = wf.parse(
+        ".github/workflows/verify.yml",
+        "name: verify\non:\n  workflow_run:\n    workflows: [deploy]\n"
+        "  workflow_dispatch:\n    inputs:\n      run_id: {required: true}\n",
+    )
+    assert wf.dispatch_commands(deploy, [deploy, child], "main") == [
+        "gh workflow run deploy.yml --ref main -f 'env=prod world' -f dry=false",
+        "gh workflow run verify --ref main",
+    ]
+    [problem] = wf.chain_problems([deploy, child], ".github/workflows/deploy.yml")
+    assert problem.startswith(".github/workflows/verify.yml needs the input 'run_id'")
