@@ -199,10 +199,28 @@ def _required_check(
             name,
             False,
             f"{manifest} lacks {len(missing)} of the {len(needed)} required "
-            f"migrations ({spec}): {', '.join(missing)}; add them with "
-            f"`lanes fragment manifest {' '.join(missing)}` and integrate",
+            f"migrations ({spec}): {', '.join(missing)}" + _how_to_add(cfg, tree, missing),
         )
     return Check(name, True, f"all {len(needed)} required migrations ({spec}) are in {manifest}")
+
+
+def _how_to_add(cfg: Config, tree: _Tree, missing: list[str]) -> str:
+    """The fragment that adds the missing entries whose files exist; for the others, that
+    the file is absent (and the file the name probably means, e.g. with `.sql`)."""
+    entries_dir = _entries_dir(cfg)
+    files = tree.files(entries_dir) or []
+    present = [m for m in missing if m in files]
+    advice = ""
+    if present:
+        advice += f"; add them with `lanes fragment manifest {' '.join(present)}` and integrate"
+    for absent in (m for m in missing if m not in files):
+        near = [f for f in files if f.startswith(absent + ".")]
+        advice += f"; {absent} is not a file in {entries_dir or 'the repository root'}" + (
+            f" (the required list may mean {near[0]}: the names must match)"
+            if near
+            else ": commit the migration first"
+        )
+    return advice
 
 
 def _entries_exist(cfg: Config, tree: _Tree, manifest: str, entries: list[str] | None) -> Check:

@@ -63,6 +63,22 @@ def test_one_missing_required_migration_is_named_alone(seed_repo: Path) -> None:
     assert "049_provenance" not in c.detail
 
 
+def test_a_required_name_with_no_file_is_not_offered_as_a_fragment(seed_repo: Path) -> None:
+    guard = seed_repo / "scripts" / "schema_guard.py"
+    text = guard.read_text(encoding="utf-8").replace(
+        '"049_provenance_strengthen.sql"', '"049_provenance_strengthen"'
+    )
+    text = text.replace(
+        "AM_REQUIRED_MIGRATIONS = [", 'AM_REQUIRED_MIGRATIONS = [\n    "999_gone.sql",'
+    )
+    commit_file(seed_repo, "scripts/schema_guard.py", text)
+    c = check(seed_repo, "manifest-required")
+    assert not c.ok and "lacks 2 of the 6" in c.detail
+    assert "lanes fragment manifest" not in c.detail  # neither could be added as it is
+    assert "999_gone.sql is not a file in scripts/migrations: commit the migration" in c.detail
+    assert "may mean 049_provenance_strengthen.sql" in c.detail
+
+
 def test_an_entry_without_its_file_is_named(seed_repo: Path) -> None:
     text = (seed_repo / MANIFEST).read_text(encoding="utf-8") + "261_legal_chain_v2.sql\n"
     commit_file(seed_repo, MANIFEST, text)
