@@ -310,7 +310,11 @@ class Surfaces:
         earlier lane the branch has not seen touched the same path differently."""
         done = False
         for prior in self.applied:
-            if prior.lane == lp.lane or not deploy.conflict(op, prior.op):
+            if prior.lane == lp.lane:
+                continue
+            if op.op == "add" and op.path.endswith("/-") and prior.op.to_json() == op.to_json():
+                return True  # the same element appended by two lanes lands once
+            if not deploy.conflict(op, prior.op):
                 continue
             if prior.commit and saw(prior.commit):
                 continue  # the lane was written on top of that change

@@ -261,9 +261,11 @@ def test_patches_to_the_same_path_conflict_and_the_later_bounces(cfg: Config) ->
         {},
         [step("p4"), deploy_frag({"op": "replace", "path": "/jobs/deploy/env", "value": {}})],
     )
-    make_lane(cfg, "p5", {}, [step("p5")])  # two appends to the same list both land
+    make_lane(cfg, "p5", {}, [step("p5")])
+    make_lane(cfg, "p5-again", {}, [step("p5")])  # the very same step: it lands once
+    make_lane(cfg, "p5-other", {}, [step("p5-other")])  # two appends to one list both land
     result = integrate.integrate(cfg, WAVE)
-    assert result.integrated == ["p1", "p3", "p5"]
+    assert result.integrated == ["p1", "p3", "p5", "p5-again", "p5-other"]
     assert [(b.lane, b.reason, b.files) for b in result.bounced] == [
         ("p2", "deploy-conflict", [".github/workflows/deploy.yml"]),
         ("p4", "deploy-conflict", [".github/workflows/deploy.yml"]),
@@ -271,7 +273,7 @@ def test_patches_to_the_same_path_conflict_and_the_later_bounces(cfg: Config) ->
     assert "lane p1" in result.bounced[0].message
     text = show(cfg.main_checkout, ".github/workflows/deploy.yml")
     assert text.count("REGION: nrt") == 1 and "hnd" not in text and "- name: p4" not in text
-    assert "- name: p5" in text
+    assert text.count("- name: p5\n") == 1 and "- name: p5-other" in text
     # A later wave's lane, written on top of p1's change, may change it again.
     wt = make_lane(
         cfg,
