@@ -147,10 +147,6 @@ def checkout_files(worktree: Path) -> None:
     run(["-c", "checkout.workers=4", "reset", "--hard", "--quiet", "HEAD"], worktree)
 
 
-def worktree_remove(repo: Path, path: Path) -> None:
-    run(["worktree", "remove", "--force", str(path)], repo)
-
-
 def worktree_prune(repo: Path) -> None:
     run(["worktree", "prune"], repo)
 

@@ -61,12 +61,6 @@ def apply(text: str, ops: Sequence[PatchOp]) -> str:
     return patched
 
 
-def apply_all(text: str, patches: Sequence[Sequence[PatchOp]]) -> str:
-    for ops in patches:
-        text = apply(text, ops)
-    return text
-
-
 # -- which paths an operation touches (for conflicts between lanes) ---------------------
 
 
