@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -155,7 +156,9 @@ def init(cwd: Path, force: bool = False) -> InitResult:
     )
     text = _render(root, found, on.removeprefix("refs/heads/") if on else Settings().main)
     settings_from(tomllib.loads(text), "lanes.toml")  # what we write must read back
-    target.write_text(text, encoding="utf-8")
+    tmp = target.with_name(f".lanes.toml.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)  # whole or not at all
     _ignore(root / ".gitignore", "/" + Settings().inbox.strip("/") + "/")
     return found
 
@@ -165,4 +168,5 @@ def _ignore(gitignore: Path, pattern: str) -> None:
     if pattern in existing.splitlines():
         return
     sep = "" if not existing or existing.endswith("\n") else "\n"
-    gitignore.write_text(f"{existing}{sep}{pattern}\n", encoding="utf-8")
+    with open(gitignore, "a", encoding="utf-8") as fh:  # appended: a kill never truncates it
+        fh.write(f"{sep}{pattern}\n")
