@@ -15,6 +15,7 @@ from typing import Any
 from lanes import claims, git
 from lanes.config import Config
 from lanes.errors import BadInput, Refused
+from lanes.ledger import LEDGER_NAME
 from lanes.names import check_wave
 
 _STATE_OF_EVENT = {
@@ -92,11 +93,17 @@ def lane_dirs(cfg: Config, wave: str) -> list[tuple[str, Path]]:
 
 
 def waves(cfg: Config) -> list[str]:
+    """Waves with a ledger, or with a claim (its claimer was killed before the wave's first
+    ledger row: gc must still see the claim, or the lane would stay held for good)."""
     if not cfg.inbox.is_dir():
         return []
-    return sorted(
-        p.name for p in cfg.inbox.iterdir() if p.is_dir() and (p / "AGENT_LEDGER.md").exists()
-    )
+    found = []
+    for p in cfg.inbox.iterdir():
+        if not p.is_dir() or p.name.startswith("."):
+            continue
+        if (p / LEDGER_NAME).exists() or any((d / claims.RECORD).is_file() for d in p.iterdir()):
+            found.append(p.name)
+    return sorted(found)
 
 
 def known_wave(cfg: Config, wave: str, otherwise: str = "") -> str:
