@@ -49,6 +49,7 @@ class LanePlan:
     tip: str | None
     fragment_files: list[str] = field(default_factory=list)  # names, in drop order
     entries: list[str] = field(default_factory=list)
+    entry_fragment: dict[str, str] = field(default_factory=dict)  # entry -> its file name
     bump: str | None = None
     patches: list[tuple[str, list[PatchOp]]] = field(default_factory=list)
     problem: Bounce | None = None  # found before any replay
@@ -199,6 +200,8 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
     for path, frag in found:
         lp.fragment_files.append(path.name)
         if isinstance(frag, ManifestFragment):
+            for entry in frag.entries:
+                lp.entry_fragment.setdefault(entry, path.name)
             lp.entries += [e for e in frag.entries if e not in lp.entries]
         elif isinstance(frag, VersionFragment):
             bumps.append(frag.bump)
@@ -267,11 +270,14 @@ class Surfaces:
             missing = [e for e in lp.entries if e not in present]
             if missing:
                 where = entries_dir(self.cfg)
+                asked_in = sorted({lp.entry_fragment.get(e, "?") for e in missing})
                 raise BounceError(
                     "missing-entry",
                     [posixpath.join(where, e) for e in missing],
                     f"manifest entries name files that do not exist in {where}/: "
-                    + ", ".join(missing),
+                    + ", ".join(missing)
+                    + f" (asked in {', '.join(asked_in)}): commit the files, or take the "
+                    "fragment back with `lanes fragment withdraw NAME`",
                 )
             before = set(manifest.entries(self.manifest_text))
             text = manifest.add_entries(self.manifest_text, lp.entries)

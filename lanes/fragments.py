@@ -279,25 +279,37 @@ def withdraw(cfg: Config, wave: str, lane: str, names: list[str]) -> list[Path]:
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "withdraw fragments")
     frag_dir = claim_dir / claims.FRAGMENTS
-    present = sorted(p.name for p in frag_dir.glob("*.json"))
-    unknown = [name for name in names if name not in present]
+    present = {path.name: frag for path, frag in read_all(frag_dir)}
+    # A name as `lanes fragment` printed it (the file's path) or as a bounce gave it.
+    wanted = [Path(n).name if Path(n).parent in (Path("."), frag_dir) else n for n in names]
+    unknown = [name for name in wanted if name not in present]
     if unknown or not names:
+        listing = [f"{name} ({_described(frag)})" for name, frag in present.items()]
         raise BadInput(
-            "bad-fragment",
+            "unknown-fragment",
             f"lane {wave}/{lane} has no fragment named {', '.join(map(repr, unknown))}"
             if unknown
             else "name the fragments to withdraw",
-            hint="its fragments: " + (", ".join(present) or "none"),
+            hint="its fragments: " + ("; ".join(listing) or "none"),
+            fragments={name: fragment_to_json(frag) for name, frag in present.items()},
         )
     shelf = claim_dir / WITHDRAWN
     shelf.mkdir(exist_ok=True)
     moved = []
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(wanted):
         # Moved first, logged second: a kill in between leaves the file kept, unlogged.
         os.replace(frag_dir / name, shelf / name)
         claims.ledger(cfg, wave).append("fragment", lane, record.agent, withdrawn=name)
         moved.append(shelf / name)
     return moved
+
+
+def _described(fragment: ManifestFragment | VersionFragment | DeployFragment) -> str:
+    if isinstance(fragment, ManifestFragment):
+        return "manifest: " + ", ".join(fragment.entries)
+    if isinstance(fragment, VersionFragment):
+        return f"version: {fragment.bump}"
+    return "deploy: " + ", ".join(f"{op.op} {op.path}" for op in fragment.patch)
 
 
 def _summary(fragment: ManifestFragment | VersionFragment | DeployFragment) -> dict[str, Any]:

@@ -118,8 +118,9 @@ def test_a_stored_fragment_edited_into_a_bad_one_is_named(lane: Path, cfg: confi
 
 def test_withdraw_moves_a_fragment_aside_and_logs_it(lane: Path, cfg: config.Config) -> None:
     keep = lanes_json(lane, "fragment", "version", "patch")[1]["fragment"]
-    drop = Path(lanes_json(lane, "fragment", "version", "major")[1]["fragment"]).name
-    rc, doc = lanes_json(lane, "fragment", "withdraw", drop)
+    printed = lanes_json(lane, "fragment", "version", "major")[1]["fragment"]
+    drop = Path(printed).name
+    rc, doc = lanes_json(lane, "fragment", "withdraw", printed)  # the path, as it was printed
     assert rc == 0 and doc["withdrawn"] == [str(cfg.claim_dir("44", "a") / "withdrawn" / drop)]
     frag_dir = cfg.claim_dir("44", "a") / claims.FRAGMENTS
     assert [str(p) for p, _ in fragments.read_all(frag_dir)] == [keep]
@@ -128,7 +129,9 @@ def test_withdraw_moves_a_fragment_aside_and_logs_it(lane: Path, cfg: config.Con
     assert logged[-1] == {"withdrawn": drop}
     before = snapshot(cfg.main_checkout, lane, skip=())
     rc, doc = lanes_json(lane, "fragment", "withdraw", drop)  # already gone
-    assert rc == 2 and Path(keep).name in doc["hint"]
+    assert (rc, doc["error"]) == (2, "unknown-fragment")
+    assert f"{Path(keep).name} (version: patch)" in doc["hint"]
+    assert doc["fragments"] == {Path(keep).name: {"kind": "version", "bump": "patch"}}
     rc, doc = lanes_json(lane, "fragment", "withdraw", "../claim.json")
     assert rc == 2
     assert snapshot(cfg.main_checkout, lane, skip=()) == before

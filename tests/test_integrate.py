@@ -325,6 +325,8 @@ def test_fragments_that_lie_bounce(cfg: Config, seed_repo: Path) -> None:
     result = integrate.integrate(cfg, WAVE)
     assert result.integrated == ["adds", "later"]
     reasons = {b.lane: (b.reason, b.files) for b in result.bounced}
+    liar = next(b for b in result.bounced if b.lane == "liar")
+    assert "-manifest-" in liar.message and "lanes fragment withdraw" in liar.message
     assert reasons == {
         "liar": ("missing-entry", ["scripts/migrations/999_nowhere.sql"]),
         "early": ("missing-entry", ["scripts/migrations/262_later.sql"]),
