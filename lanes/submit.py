@@ -27,7 +27,14 @@ def violations(cfg: Config, changed: list[str]) -> list[Violation]:
         if s.manifest and path == s.manifest.path:
             found.append(Violation(path, "manifest", "lanes fragment manifest ENTRY..."))
         elif s.version and path in s.version.files:
-            found.append(Violation(path, "version", "lanes fragment version major|minor|patch"))
+            found.append(
+                Violation(
+                    path,
+                    "version",
+                    "lanes fragment version major|minor|patch for a version change; any "
+                    "other edit of this file: ask the operator",
+                )
+            )
         elif s.deploy and path == s.deploy.workflow:
             found.append(Violation(path, "deploy", "lanes fragment deploy PATCH_FILE"))
         elif path == CONFIG_FILE:  # the rules a lane is judged by (its test_command...)
@@ -53,7 +60,27 @@ def branch_violations(cfg: Config, branch: str) -> list[Violation]:
     base = git.merge_base(repo, cfg.main, branch)
     if base is None:
         return []
-    return violations(cfg, git.changed_paths(repo, base, branch))
+    return [
+        _exact(cfg, base, branch, v) for v in violations(cfg, git.changed_paths(repo, base, branch))
+    ]
+
+
+def _exact(cfg: Config, base: str, branch: str, found: Violation) -> Violation:
+    """For a manifest edit, the fragment that asks for exactly the entries it added."""
+    if found.surface != "manifest":
+        return found
+    before, after = (
+        _entries(git.show_file(cfg.main_checkout, rev, found.path)) for rev in (base, branch)
+    )
+    added = [e for e in after if e not in before]
+    if not added:
+        return found
+    return Violation(found.path, found.surface, "lanes fragment manifest " + " ".join(added))
+
+
+def _entries(text: str | None) -> list[str]:
+    lines = (line.strip() for line in (text or "").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 @dataclass(frozen=True)
@@ -81,11 +108,16 @@ def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
             instead=[v.instead for v in found],
         )
         detail = "; ".join(f"{v.path} ({v.surface}): use {v.instead}" for v in found)
+        base = git.merge_base(cfg.main_checkout, cfg.main, record.branch) or ""
+        paths = " ".join(v.path for v in found)
         raise Refused(
             "touches-contended-surface",
             f"lane {wave}/{lane} changes files no lane may edit: {detail}",
-            hint="revert those changes in your branch and drop fragments instead",
+            hint=f"put them back as they are where your branch leaves {cfg.main}: "
+            f"git checkout {base[:12]} -- {paths} && git commit -m 'leave contended files "
+            "alone', then drop fragments instead",
             files=[{"path": v.path, "surface": v.surface, "instead": v.instead} for v in found],
+            compared_with=base,
         )
     frags = fragments.read_all(claim_dir / claims.FRAGMENTS)  # refuse a corrupt fragment now
     head = git.rev_parse(cfg.main_checkout, record.branch) or ""

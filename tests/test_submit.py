@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lanes import claims, config, state, submit
-from tests.conftest import commit_file, lanes_json
+from tests.conftest import commit_file, git, lanes_json
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,22 @@ def test_submit_refuses_a_lane_that_changes_lanes_toml(seed_repo: Path) -> None:
             "instead": "nothing: ask the operator to change it",
         }
     ]
+
+
+def test_the_refusal_names_the_exact_fragment_and_its_restore_command_works(
+    seed_repo: Path,
+) -> None:
+    wt = Path(lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")[1]["worktree"])
+    manifest = "scripts/migrations/autonomath_boot_manifest.txt"
+    commit_file(wt, "scripts/migrations/267_dim_a.sql", "SELECT 1;\n")
+    commit_file(wt, manifest, (wt / manifest).read_text() + "267_dim_a.sql\n")
+    commit_file(seed_repo, "src/other.py", "o = 1\n")  # main moves on
+    git(wt, "rebase", "-q", "main")  # the base the claim recorded is no longer the fork point
+    rc, doc = lanes_json(wt, "submit")
+    assert rc == 4 and doc["files"][0]["instead"] == "lanes fragment manifest 267_dim_a.sql"
+    assert doc["compared_with"] == git(seed_repo, "rev-parse", "main")
+    restore = doc["hint"].split(": ", 1)[1].split(" && ")[0].split()
+    git(wt, *restore[1:])  # git checkout <fork point> -- <files>
+    git(wt, "commit", "-q", "-m", "leave contended files alone")
+    assert lanes_json(wt, "fragment", "manifest", "267_dim_a.sql")[0] == 0
+    assert lanes_json(wt, "submit")[0] == 0
