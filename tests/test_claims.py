@@ -245,7 +245,9 @@ def test_commands_inside_a_worktree_know_their_lane(seed_repo: Path) -> None:
     rc, doc = lanes_json(wt / "src", "heartbeat")
     assert rc == 0 and (doc["wave"], doc["lane"]) == ("44", "a")
     rc, doc = lanes_json(seed_repo, "heartbeat")
-    assert rc == 2 and doc["error"] == "no-lane-here"
+    assert rc == 2 and doc["error"] == "no-lane-here" and "WAVE LANE" in doc["hint"]
+    rc, doc = lanes_json(seed_repo, "fragment", "version", "patch")  # takes no WAVE LANE
+    assert rc == 2 and doc["error"] == "no-lane-here" and "WAVE" not in doc["hint"]
 
 
 def test_sparse_claim_checks_out_only_the_named_paths(cfg: config.Config) -> None:

@@ -81,7 +81,7 @@ def _drop(fragment: object, json_: bool) -> None:
     from lanes import fragments
     from lanes.cli.context import current_lane
 
-    cfg, w, ln = current_lane(None, None)
+    cfg, w, ln = current_lane(None, None, typed=False)
     path = fragments.drop(cfg, w, ln, fragment)  # type: ignore[arg-type]
     doc = {"wave": w, "lane": ln, "fragment": str(path), **fragments.fragment_to_json(fragment)}  # type: ignore[arg-type]
     emit(doc, json_, lambda: say(f"fragment {path.name} added to {w}/{ln}"))
@@ -134,7 +134,7 @@ def fragment_withdraw(
     from lanes import fragments
     from lanes.cli.context import current_lane
 
-    cfg, w, ln = current_lane(None, None)
+    cfg, w, ln = current_lane(None, None, typed=False)
     moved = fragments.withdraw(cfg, w, ln, names)
     doc = {"wave": w, "lane": ln, "withdrawn": [str(p) for p in moved]}
     emit(doc, json_, lambda: say(f"withdrew {len(moved)} fragment(s) from {w}/{ln}"))

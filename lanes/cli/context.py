@@ -25,7 +25,9 @@ def lane_from_branch(branch: str | None) -> tuple[str, str] | None:
     return None
 
 
-def lane_of(cfg_branch: str | None, wave: str | None, lane: str | None) -> tuple[str, str]:
+def lane_of(
+    cfg_branch: str | None, wave: str | None, lane: str | None, typed: bool = True
+) -> tuple[str, str]:
     """WAVE LANE as typed, or read from the lane branch `lanes/<wave>/<lane>` checked out here."""
     if wave and lane:
         return wave, lane
@@ -38,6 +40,12 @@ def lane_of(cfg_branch: str | None, wave: str | None, lane: str | None) -> tuple
     here = lane_from_branch(cfg_branch)
     if here:
         return here
+    if not typed:  # the fragment commands: only inside the lane
+        raise BadInput(
+            "no-lane-here",
+            "this is not a lane's worktree, and this command works on the lane it runs in",
+            hint="cd into the worktree lanes claim printed, then run it again",
+        )
     raise BadInput(
         "no-lane-here",
         "WAVE and LANE were not given and this is not a lane's worktree",
@@ -45,13 +53,14 @@ def lane_of(cfg_branch: str | None, wave: str | None, lane: str | None) -> tuple
     )
 
 
-def current_lane(wave: str | None, lane: str | None) -> tuple[Config, str, str]:
+def current_lane(wave: str | None, lane: str | None, typed: bool = True) -> tuple[Config, str, str]:
+    """`typed`: whether the command takes WAVE LANE (the fragment commands do not)."""
     from lanes import config as config_mod
     from lanes import git
 
     where = git.locate(Path.cwd())
     cfg = config_mod.load_at(where.main_checkout, where.common_dir)
-    w, ln = lane_of(where.branch, wave, lane)
+    w, ln = lane_of(where.branch, wave, lane, typed)
     from lanes.names import check_lane, check_wave
 
     return cfg, check_wave(w), check_lane(ln)
