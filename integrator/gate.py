@@ -403,7 +403,16 @@ def _wave_integrated(cfg: Config, head: str, waves: list[str]) -> Check:
                     "revert them in the branch and drop fragments instead"
                 )
         integrated = sorted(set(landed) | {ln for ln, h in hist.items() if h.state == "integrated"})
-        summary.append(f"wave {w}: {len(integrated)} lane(s) integrated, none pending")
+        # Not pending (their agents hold them), but the operator deploys without them.
+        out = [
+            f"{ln} {h.state}"
+            for ln, h in sorted(hist.items())
+            if h.state in ("bounced", "claimed") and ln not in landed
+        ]
+        summary.append(
+            f"wave {w}: {len(integrated)} lane(s) integrated, none pending"
+            + (f"; not in this deploy: {', '.join(out)}" if out else "")
+        )
     if problems:
         return Check(name, False, "; ".join(problems))
     return Check(name, True, "; ".join(summary))

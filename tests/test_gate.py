@@ -279,7 +279,8 @@ def test_a_submitted_lane_not_integrated_fails_until_its_trailer_is_on_main(
         "-m",
         "api-dim-a: work\n\nLanes-Wave: 44\nLanes-Lane: api-dim-a\nLanes-Fragments: none",
     )
-    assert check(seed_repo, "wave-integrated", "44").ok
+    c = check(seed_repo, "wave-integrated", "44")
+    assert c.ok and c.detail.endswith("not in this deploy: api-dim-b claimed")  # said, not hidden
 
 
 def test_a_trailer_of_another_wave_does_not_count(seed_repo: Path) -> None:
