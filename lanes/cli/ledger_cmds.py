@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from lanes.cli.output import SCHEMA_VERSION, JsonOpt, emit, say, table
+from lanes.cli.output import SCHEMA_VERSION, emit, say, table
 
 if TYPE_CHECKING:
     from lanes.config import Config
@@ -37,7 +37,13 @@ def ledger(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new events.")
     ] = False,
-    json_: JsonOpt = False,
+    json_: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Events as JSON Lines (one object per line); verify prints one document.",
+        ),
+    ] = False,
 ) -> None:
     """Show the wave's ledger (filtered), or `verify` its hash chain (exit 4 if broken)."""
     from lanes.cli.context import config
