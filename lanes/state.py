@@ -36,6 +36,7 @@ class LaneHistory:
     agent: str
     submit_seq: int = 0  # ledger position of the latest submit: the integration order
     submit_details: dict[str, Any] | None = None
+    bounce_reason: str = ""  # why the integrator bounced it last (when state is bounced)
 
 
 def histories(cfg: Config, wave: str) -> dict[str, LaneHistory]:
@@ -52,6 +53,8 @@ def histories(cfg: Config, wave: str) -> dict[str, LaneHistory]:
             hist.agent = ev.agent
         if ev.event == "submit":
             hist.submit_seq, hist.submit_details = ev.seq, ev.details
+        if ev.event == "bounced":
+            hist.bounce_reason = str(ev.details.get("reason", ""))
     for lane, claim_dir in lane_dirs(cfg, wave):
         known = found.get(lane)
         if known is None or known.state in ("released", "reaped"):
@@ -137,8 +140,9 @@ class LaneStatus:
     age_seconds: int | None
     heartbeat_age_seconds: int | None
     stale: bool
-    commits_ahead: int
+    commits_ahead: int  # of main: what would land
     fragments: int
+    bounce_reason: str = ""
 
 
 def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
@@ -151,7 +155,6 @@ def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
             branch = cfg.branch(w, lane)
             hb = claims.heartbeat_age(claim_dir, now) if record else None
             age = int(now - _epoch(record.time)) if record else None
-            base = record.base if record else cfg.main
             frag_dir = claim_dir / claims.FRAGMENTS
             rows.append(
                 LaneStatus(
@@ -170,8 +173,9 @@ def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
                     # landed commits are copies on main: nothing of an integrated lane waits
                     commits_ahead=0
                     if hist.state == "integrated"
-                    else git.commits_ahead(cfg.main_checkout, base, branch),
+                    else git.commits_ahead(cfg.main_checkout, cfg.main, branch),
                     fragments=len(list(frag_dir.glob("*.json"))) if frag_dir.is_dir() else 0,
+                    bounce_reason=hist.bounce_reason if hist.state == "bounced" else "",
                 )
             )
     return rows

@@ -233,6 +233,8 @@ def test_conflicting_lane_bounces_with_its_files_and_the_pass_goes_on(
     (wt / "src" / "app.py").write_text('"""The API, v2, rewritten."""\n')
     git(wt, "add", "src/app.py")
     subprocess.run(["git", "-c", "core.editor=true", "rebase", "--continue"], cwd=wt, check=True)
+    row = next(r for r in state.status(cfg, WAVE) if r.lane == "second")
+    assert (row.state, row.bounce_reason, row.commits_ahead) == ("bounced", "conflict", 1)
     submit_mod.submit(cfg, WAVE, "second")
     rc, doc = lanes_json(seed_repo, "integrate", WAVE)
     assert rc == 0 and doc["integrated"] == ["second"] and doc["version"] == "1.0.0"

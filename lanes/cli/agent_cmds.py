@@ -208,7 +208,9 @@ def status(
                     r.wave,
                     r.lane,
                     r.agent,
-                    r.state + (" (stale)" if r.stale else ""),
+                    r.state
+                    + (" (stale)" if r.stale else "")
+                    + (f" ({r.bounce_reason})" if r.bounce_reason else ""),
                     ago(r.age_seconds),
                     ago(r.heartbeat_age_seconds),
                     str(r.commits_ahead),
