@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -55,7 +56,9 @@ def console() -> Any:
     if "out" not in _consoles:
         from rich.console import Console
 
-        _consoles["out"] = Console(highlight=False)
+        # Piped to a file or a pager, a table is not cut to 80 columns (COLUMNS still wins).
+        wide = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+        _consoles["out"] = Console(highlight=False, width=wide)
     return _consoles["out"]
 
 
