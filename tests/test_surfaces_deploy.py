@@ -165,6 +165,14 @@ def test_a_crlf_workflow_keeps_its_line_endings() -> None:
     assert "\r\n" in out and out.count("\r\n") == out.count("\n")
 
 
+def test_strings_a_yaml_1_1_reader_takes_for_booleans_are_quoted() -> None:
+    value = {"A": "on", "B": "off", "C": "plain", "D": ["yes", "No"]}
+    out = deploy.apply(SEED, ops({"op": "add", "path": "/jobs/deploy/env/X", "value": value}))
+    assert "A: 'on'" in out and "B: 'off'" in out and "C: plain" in out
+    assert "- 'yes'" in out and "- 'No'" in out
+    assert YAML(typ="safe").load(out)["jobs"]["deploy"]["env"]["X"] == value
+
+
 def test_invalid_yaml_is_refused() -> None:
     with pytest.raises(deploy.PatchError):
         deploy.apply("a: [1, 2\n", ops({"op": "add", "path": "/b", "value": 1}))

@@ -221,9 +221,9 @@ def _apply_op(doc: Any, op: PatchOp) -> Any:
     if op.op == "remove":
         return _remove(doc, op.path)
     if op.op == "replace":
-        return _replace(doc, op.path, copy.deepcopy(op.value))
+        return _replace(doc, op.path, _quoted(op.value))
     if op.op == "add":
-        return _add(doc, op.path, copy.deepcopy(op.value))
+        return _add(doc, op.path, _quoted(op.value))
     source = op.from_ or ""
     value = copy.deepcopy(_get(doc, source))
     if op.op == "move":
@@ -231,6 +231,24 @@ def _apply_op(doc: Any, op: PatchOp) -> Any:
             raise PatchError(f"cannot move {source} into its own child {op.path}")
         doc = _remove(doc, source)
     return _add(doc, op.path, value)
+
+
+# Strings a YAML 1.1 reader (yamllint, PyYAML, older tools) takes for booleans; ruamel
+# writes YAML 1.2, where they are plain strings, so it would leave them unquoted.
+_YAML11_BOOLEANS = re.compile(r"y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF")
+
+
+def _quoted(value: Any) -> Any:
+    """A copy of a patch value whose strings every YAML reader reads back as strings."""
+    from ruamel.yaml.scalarstring import SingleQuotedScalarString
+
+    if isinstance(value, str):
+        return SingleQuotedScalarString(value) if _YAML11_BOOLEANS.fullmatch(value) else value
+    if isinstance(value, list):
+        return [_quoted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _quoted(v) for k, v in value.items()}
+    return copy.deepcopy(value)
 
 
 def _get(doc: Any, pointer: str) -> Any:
