@@ -207,7 +207,7 @@ def _required_check(
 def _how_to_add(cfg: Config, tree: _Tree, missing: list[str]) -> str:
     """The fragment that adds the missing entries whose files exist; for the others, that
     the file is absent (and the file the name probably means, e.g. with `.sql`)."""
-    entries_dir = _entries_dir(cfg)
+    entries_dir = cfg.entries_dir()
     files = tree.files(entries_dir) or []
     present = [m for m in missing if m in files]
     advice = ""
@@ -225,7 +225,7 @@ def _how_to_add(cfg: Config, tree: _Tree, missing: list[str]) -> str:
 
 def _entries_exist(cfg: Config, tree: _Tree, manifest: str, entries: list[str] | None) -> Check:
     name = "manifest-entries-exist"
-    entries_dir = _entries_dir(cfg)
+    entries_dir = cfg.entries_dir()
     files = tree.files(entries_dir)
     if entries is None:
         return Check(name, False, f"the manifest {manifest} is not in {cfg.main}'s tree")
@@ -248,20 +248,11 @@ def _entries_exist(cfg: Config, tree: _Tree, manifest: str, entries: list[str] |
     return Check(name, True, f"all {len(unique)} entries of {manifest} are files in {entries_dir}")
 
 
-def _entries_dir(cfg: Config) -> str:
-    m = cfg.settings.manifest
-    assert m is not None
-    if m.entries_dir:
-        return m.entries_dir.strip("/")
-    parent = PurePosixPath(m.path).parent.as_posix()
-    return "" if parent == "." else parent
-
-
 def _numbers_unique(cfg: Config, tree: _Tree) -> Check:
     name = "migration-numbers-unique"
     if cfg.settings.manifest is None:
         return _skip(name, "not configured (no [manifest] section)")
-    entries_dir = _entries_dir(cfg)
+    entries_dir = cfg.entries_dir()
     files = tree.files(entries_dir)
     if files is None:
         return Check(name, False, f"entries_dir {entries_dir} is not a directory in main")

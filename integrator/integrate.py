@@ -199,7 +199,7 @@ def _land(
             raise BounceError("replay-failed", [], (res.stderr or res.stdout).strip()[-500:])
     present: set[str] = set()
     if lp.entries:
-        present = set(git.list_files(scratch, "HEAD", plan.entries_dir(cfg)) or [])
+        present = set(git.list_files(scratch, "HEAD", cfg.entries_dir()) or [])
     change = surfaces.change_for(lp, present, plan.seen_by(repo, lp.tip))
     for path, text in change.files.items():
         (scratch / path).parent.mkdir(parents=True, exist_ok=True)

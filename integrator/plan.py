@@ -229,13 +229,6 @@ def seen_by(repo: Path, tip: str) -> Callable[[str], bool]:
     return lambda sha: git.is_ancestor(repo, sha, tip)
 
 
-def entries_dir(cfg: Config) -> str:
-    m = cfg.settings.manifest
-    if m is None:
-        return ""
-    return m.entries_dir.strip("/") or posixpath.dirname(m.path)
-
-
 # -- applying a lane's fragments -------------------------------------------------------
 
 
@@ -269,7 +262,7 @@ class Surfaces:
         if lp.entries and self.manifest_path:
             missing = [e for e in lp.entries if e not in present]
             if missing:
-                where = entries_dir(self.cfg)
+                where = self.cfg.entries_dir()
                 asked_in = sorted({lp.entry_fragment.get(e, "?") for e in missing})
                 raise BounceError(
                     "missing-entry",
@@ -402,7 +395,7 @@ def dry_run(cfg: Config, wave: str) -> DryRun:
                 raise BounceError(
                     "conflict", conflicted, f"predicted conflict in {', '.join(conflicted)}"
                 )
-            present = set(git.list_files(repo, tree, entries_dir(cfg)) or [])
+            present = set(git.list_files(repo, tree, cfg.entries_dir()) or [])
             change = surfaces.change_for(lp, present, seen_by(repo, lp.tip))
         except BounceError as exc:
             found.append(

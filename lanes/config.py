@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
 from pathlib import Path
@@ -153,6 +154,13 @@ class Config(BaseModel):
     def state_dir(self) -> Path:
         """Inside the shared git dir: locks and anchors an editor will not stumble on."""
         return self.common_dir / "lanes"
+
+    def entries_dir(self) -> str:
+        """The folder manifest entries name files in ('' for the top, or no manifest)."""
+        m = self.settings.manifest
+        if m is None:
+            return ""
+        return m.entries_dir.strip("/") or posixpath.dirname(m.path)
 
     def contended_surfaces(self) -> list[str]:
         s = self.settings
