@@ -111,3 +111,13 @@ def test_the_refusal_names_the_exact_fragment_and_its_restore_command_works(
     git(wt, "commit", "-q", "-m", "leave contended files alone")
     assert lanes_json(wt, "fragment", "manifest", "267_dim_a.sql")[0] == 0
     assert lanes_json(wt, "submit")[0] == 0
+
+
+def test_submit_warns_of_a_manifest_entry_whose_file_is_nowhere(seed_repo: Path) -> None:
+    wt = Path(lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")[1]["worktree"])
+    commit_file(wt, "scripts/migrations/267_dim_a.sql", "SELECT 1;\n")
+    lanes_json(wt, "fragment", "manifest", "267_dim_a.sql", "268_not_written.sql")
+    rc, doc = lanes_json(wt, "submit")
+    assert rc == 0  # said, not refused: another lane may bring the file
+    [warning] = doc["warnings"]
+    assert warning.startswith("manifest entry 268_not_written.sql: no such file")

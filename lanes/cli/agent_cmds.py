@@ -142,18 +142,20 @@ def fragment_withdraw(
 
 def submit(wave: WaveArg = None, lane: LaneArg = None, json_: JsonOpt = False) -> None:
     """Hand the lane to the integrator (refused if it edited a contended file)."""
+    from rich.markup import escape
+
     from lanes import submit as submit_mod
     from lanes.cli.context import current_lane
 
     cfg, w, ln = current_lane(wave, lane)
     result = submit_mod.submit(cfg, w, ln)
-    emit(
-        plain(result),
-        json_,
-        lambda: say(
-            f"submitted {w}/{ln}: {result.commits} commit(s), {result.fragments} fragment(s)"
-        ),
-    )
+
+    def human() -> None:
+        say(f"submitted {w}/{ln}: {result.commits} commit(s), {result.fragments} fragment(s)")
+        for warning in result.warnings:
+            say(f"[yellow]warning:[/] {escape(warning)}")
+
+    emit(plain(result), json_, human)
 
 
 def release(
