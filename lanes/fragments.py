@@ -304,6 +304,30 @@ def withdraw(cfg: Config, wave: str, lane: str, names: list[str]) -> list[Path]:
     return moved
 
 
+def unmet_entries(
+    cfg: Config, branch: str, entries: list[str], worktree: Path | None = None
+) -> list[str]:
+    """Manifest entries whose file is in none of: the lane's worktree (if given, as it is
+    on disk), its branch, main. The pass would bounce the lane (missing-entry) unless
+    another lane lands the file first: said, not refused."""
+    from lanes import git
+
+    if not entries:
+        return []
+    where = cfg.entries_dir()
+    known = set(git.list_files(cfg.main_checkout, branch, where) or [])
+    known |= set(git.list_files(cfg.main_checkout, cfg.main, where) or [])
+    if worktree is not None and (worktree / where).is_dir():
+        known |= {p.name for p in (worktree / where).iterdir() if p.is_file()}
+    return [
+        f"manifest entry {e}: no such file in {where or 'the top folder'} of the lane or of "
+        f"{cfg.main}; commit it before you submit, or the integrator bounces the lane "
+        "(missing-entry)"
+        for e in dict.fromkeys(entries)
+        if e not in known
+    ]
+
+
 def _described(fragment: ManifestFragment | VersionFragment | DeployFragment) -> str:
     if isinstance(fragment, ManifestFragment):
         return "manifest: " + ", ".join(fragment.entries)

@@ -123,24 +123,7 @@ def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     frags = fragments.read_all(claim_dir / claims.FRAGMENTS)  # refuse a corrupt fragment now
     head = git.rev_parse(cfg.main_checkout, record.branch) or ""
     ahead = git.commits_ahead(cfg.main_checkout, cfg.main, record.branch)
-    warnings = _unmet_entries(cfg, record.branch, [f for _, f in frags])
+    asked = [e for _, f in frags if isinstance(f, fragments.ManifestFragment) for e in f.entries]
+    warnings = fragments.unmet_entries(cfg, record.branch, asked)
     log.append("submit", lane, record.agent, head=head, commits=ahead, fragments=len(frags))
     return SubmitResult(wave, lane, record.agent, record.branch, head, ahead, len(frags), warnings)
-
-
-def _unmet_entries(cfg: Config, branch: str, frags: list[fragments.Fragment]) -> list[str]:
-    """Manifest entries whose file is neither in the branch nor on main yet: the pass will
-    bounce the lane unless another lane lands that file first. Said, not refused."""
-    asked = [e for f in frags if isinstance(f, fragments.ManifestFragment) for e in f.entries]
-    if not asked:
-        return []
-    where = cfg.entries_dir()
-    known = set(git.list_files(cfg.main_checkout, branch, where) or []) | set(
-        git.list_files(cfg.main_checkout, cfg.main, where) or []
-    )
-    return [
-        f"manifest entry {e}: no such file in {where or 'the top folder'} of your branch or of "
-        f"{cfg.main}; commit it, or the integrator bounces the lane (missing-entry)"
-        for e in dict.fromkeys(asked)
-        if e not in known
-    ]

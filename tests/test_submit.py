@@ -115,8 +115,12 @@ def test_the_refusal_names_the_exact_fragment_and_its_restore_command_works(
 
 def test_submit_warns_of_a_manifest_entry_whose_file_is_nowhere(seed_repo: Path) -> None:
     wt = Path(lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")[1]["worktree"])
+    (wt / "scripts/migrations/267_dim_a.sql").write_text("SELECT 1;\n")  # on disk: fine
+    rc, doc = lanes_json(wt, "fragment", "manifest", "267_dim_a.sql", "268_not_written.sql")
+    assert rc == 0 and [w.split(":")[0] for w in doc["warnings"]] == [
+        "manifest entry 268_not_written.sql"
+    ]
     commit_file(wt, "scripts/migrations/267_dim_a.sql", "SELECT 1;\n")
-    lanes_json(wt, "fragment", "manifest", "267_dim_a.sql", "268_not_written.sql")
     rc, doc = lanes_json(wt, "submit")
     assert rc == 0  # said, not refused: another lane may bring the file
     [warning] = doc["warnings"]

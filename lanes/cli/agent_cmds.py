@@ -78,13 +78,33 @@ def heartbeat(wave: WaveArg = None, lane: LaneArg = None, json_: JsonOpt = False
 
 
 def _drop(fragment: object, json_: bool) -> None:
-    from lanes import fragments
+    from rich.markup import escape
+
+    from lanes import claims, fragments
     from lanes.cli.context import current_lane
 
     cfg, w, ln = current_lane(None, None, typed=False)
     path = fragments.drop(cfg, w, ln, fragment)  # type: ignore[arg-type]
-    doc = {"wave": w, "lane": ln, "fragment": str(path), **fragments.fragment_to_json(fragment)}  # type: ignore[arg-type]
-    emit(doc, json_, lambda: say(f"fragment {path.name} added to {w}/{ln}"))
+    warnings: list[str] = []
+    if isinstance(fragment, fragments.ManifestFragment):
+        _, record = claims.held(cfg, w, ln)
+        warnings = fragments.unmet_entries(
+            cfg, record.branch, fragment.entries, Path(record.worktree)
+        )
+    doc = {
+        "wave": w,
+        "lane": ln,
+        "fragment": str(path),
+        **fragments.fragment_to_json(fragment),  # type: ignore[arg-type]
+        "warnings": warnings,
+    }
+
+    def human() -> None:
+        say(f"fragment {path.name} added to {w}/{ln}")
+        for warning in warnings:
+            say(f"[yellow]warning:[/] {escape(warning)}")
+
+    emit(doc, json_, human)
 
 
 @fragment_app.command("manifest")
