@@ -19,7 +19,7 @@ from lanes.config import Config
 class GcAction:
     wave: str
     lane: str
-    action: str  # "reap" or "remove-worktree"
+    action: str  # reap, remove-worktree, delete-branch or remove-worktree-and-branch
     reason: str
     worktree: str
     saved_patch: str | None = None
@@ -48,8 +48,11 @@ def gc(cfg: Config, dry_run: bool = False) -> GcReport:
                         f"no heartbeat for {int(age)}s (stale_after {cfg.settings.stale_after})"
                     )
                     report.actions.append(_reap(cfg, wave, lane, record, reason, dry_run))
-            elif hist.state == "integrated" and worktrees.is_worktree(Path(record.worktree)):
-                report.actions.append(_remove_integrated(cfg, wave, lane, record, dry_run))
+            elif hist.state == "integrated":
+                landed = (hist.submit_details or {}).get("head")
+                action = _finish_integrated(cfg, wave, lane, record, landed, dry_run)
+                if action is not None:
+                    report.actions.append(action)
         if not dry_run:
             _sweep_leftovers(cfg.wave_dir(wave), now - cfg.stale_after_seconds)
     if not dry_run:
@@ -95,19 +98,32 @@ def _reap(
     return GcAction(wave, lane, "reap", reason, str(path), saved, vanished)
 
 
-def _remove_integrated(
-    cfg: Config, wave: str, lane: str, record: claims.ClaimRecord, dry_run: bool
-) -> GcAction:
+def _finish_integrated(
+    cfg: Config,
+    wave: str,
+    lane: str,
+    record: claims.ClaimRecord,
+    landed: str | None,
+    dry_run: bool,
+) -> GcAction | None:
+    """Remove an integrated lane's worktree, and its branch when the branch is exactly
+    what landed (its work is on main; a commit made after the submit keeps the branch)."""
+    has_worktree = worktrees.is_worktree(Path(record.worktree))
+    tip = git.rev_parse(cfg.main_checkout, record.branch)
+    drop_branch = tip is not None and tip == landed
+    if not (has_worktree or drop_branch):
+        return None
     reason = "lane is integrated"
-    if dry_run:
-        return GcAction(wave, lane, "remove-worktree", reason, record.worktree)
-    claim_dir = cfg.claim_dir(wave, lane)
-    retired = claims.retire_worktree(cfg, claim_dir, record, "gc", keep=False)
-    return GcAction(
-        wave,
-        lane,
-        "remove-worktree",
-        reason,
-        record.worktree,
-        str(retired.patch) if retired.patch else None,
-    )
+    patch = None
+    if not dry_run:
+        if has_worktree:
+            retired = claims.retire_worktree(
+                cfg, cfg.claim_dir(wave, lane), record, "gc", keep=False
+            )
+            patch = str(retired.patch) if retired.patch else None
+        if drop_branch:
+            git.delete_branch(cfg.main_checkout, record.branch)
+    action = "remove-worktree" if has_worktree else "delete-branch"
+    if has_worktree and drop_branch:
+        action = "remove-worktree-and-branch"
+    return GcAction(wave, lane, action, reason, record.worktree, patch)

@@ -7,7 +7,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from lanes import claims, config, gc, state, worktrees
+from integrator import integrate
+from lanes import claims, config, gc, state, submit, worktrees
 from tests.conftest import commit_file, git, lanes_json, snapshot
 
 
@@ -143,3 +144,29 @@ def test_git_ignored_files_are_saved_too_except_big_ones(
     assert (tmp_path / "back/notes.log").read_text() == "important\n"
     assert os.readlink(tmp_path / "back/build/link") == "/etc/passwd"
     assert ".gitignore" in Path(reap.details["saved_patch"]).read_text()  # untracked: the patch
+
+
+def test_an_integrated_lane_loses_its_worktree_and_its_branch_once_all_of_it_landed(
+    cfg: config.Config,
+) -> None:
+    done = Path(claims.claim(cfg, "44", "done", "agent-1").worktree)
+    commit_file(done, "src/done.py", "d = 1\n")
+    more = Path(claims.claim(cfg, "44", "more", "agent-2").worktree)
+    commit_file(more, "src/more.py", "m = 1\n")
+    for lane in ("done", "more"):
+        submit.submit(cfg, "44", lane)
+    assert integrate.integrate(cfg, "44").integrated == ["done", "more"]
+    late = commit_file(more, "src/late.py", "after the submit\n")  # not landed: keep it
+
+    dry = gc.gc(cfg, dry_run=True)
+    assert [(a.lane, a.action) for a in dry.actions] == [
+        ("done", "remove-worktree-and-branch"),
+        ("more", "remove-worktree"),
+    ]
+    assert done.exists() and git(cfg.main_checkout, "branch", "--list", "lanes/44/done")
+
+    gc.gc(cfg)
+    assert not done.exists() and not more.exists()
+    assert git(cfg.main_checkout, "branch", "--list", "lanes/44/done") == ""
+    assert git(cfg.main_checkout, "rev-parse", "lanes/44/more") == late
+    assert gc.gc(cfg).actions == []  # nothing left to do
