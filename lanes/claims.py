@@ -262,20 +262,31 @@ class ReleaseResult:
     saved_ignored: str | None
 
 
+def lane_lock(cfg: Config, wave: str, lane: str) -> Any:
+    """Held by whoever retires a lane's worktree (release, gc): two of them at once would
+    save the patch of a worktree the other is removing, over the good one."""
+    from filelock import FileLock
+
+    path = cfg.state_dir / "claims" / check_wave(wave) / f"{check_lane(lane)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
+
+
 def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> ReleaseResult:
     from lanes import state
 
-    claim_dir, record = held(cfg, wave, lane)
-    if state.lane_state(cfg, wave, lane) == "integrated":
-        raise Refused(
-            "lane-integrated",
-            f"lane {wave}/{lane} is integrated; there is nothing to release",
-            hint="run lanes gc to remove its worktree",
-        )
-    retired = retire_worktree(cfg, claim_dir, record, "release", keep_worktree)
-    dest = archive(cfg, wave, lane, "released")
-    details = retired.details(dest)
-    ledger(cfg, wave).append("release", lane, record.agent, archived_to=str(dest), **details)
+    with lane_lock(cfg, wave, lane):
+        claim_dir, record = held(cfg, wave, lane)
+        if state.lane_state(cfg, wave, lane) == "integrated":
+            raise Refused(
+                "lane-integrated",
+                f"lane {wave}/{lane} is integrated; there is nothing to release",
+                hint="run lanes gc to remove its worktree",
+            )
+        retired = retire_worktree(cfg, claim_dir, record, "release", keep_worktree)
+        dest = archive(cfg, wave, lane, "released")
+        details = retired.details(dest)
+        ledger(cfg, wave).append("release", lane, record.agent, archived_to=str(dest), **details)
     return ReleaseResult(
         wave,
         lane,

@@ -6,10 +6,12 @@ directory before its worktree is removed; its branch, which holds its commits, i
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lanes import claims, git, state, worktrees
 from lanes.config import Config
@@ -41,18 +43,15 @@ def gc(cfg: Config, dry_run: bool = False) -> GcReport:
             record = claims.read_record(claim_dir)
             if record is None:
                 continue
+            action = None
             if hist.state == "claimed":
-                age = claims.heartbeat_age(claim_dir, now)
-                if age is not None and age > cfg.stale_after_seconds:
-                    reason = (
-                        f"no heartbeat for {int(age)}s (stale_after {cfg.settings.stale_after})"
-                    )
-                    report.actions.append(_reap(cfg, wave, lane, record, reason, dry_run))
+                action = _reap_if_stale(cfg, wave, lane, now, dry_run)
             elif hist.state == "integrated":
                 landed = (hist.submit_details or {}).get("head")
-                action = _finish_integrated(cfg, wave, lane, record, landed, dry_run)
-                if action is not None:
-                    report.actions.append(action)
+                with _locked(cfg, wave, lane, dry_run):
+                    action = _finish_integrated(cfg, wave, lane, record, landed, dry_run)
+            if action is not None:
+                report.actions.append(action)
         if not dry_run:
             _sweep_leftovers(cfg.wave_dir(wave), now - cfg.stale_after_seconds)
     if not dry_run:
@@ -71,6 +70,24 @@ def _sweep_leftovers(wave_dir: Path, older_than: float) -> None:
                 shutil.rmtree(leftover)
         except OSError:
             continue  # another gc got there first
+
+
+def _locked(cfg: Config, wave: str, lane: str, dry_run: bool) -> Any:
+    """The lane's lock; none for a dry run, which must not even create the lock file."""
+    return contextlib.nullcontext() if dry_run else claims.lane_lock(cfg, wave, lane)
+
+
+def _reap_if_stale(cfg: Config, wave: str, lane: str, now: float, dry_run: bool) -> GcAction | None:
+    """Reap the lane if it is still held and stale once its lock is ours: its holder may
+    have released it, or heartbeated, since the ledger was read."""
+    with _locked(cfg, wave, lane, dry_run):
+        claim_dir = cfg.claim_dir(wave, lane)
+        record = claims.read_record(claim_dir)
+        age = claims.heartbeat_age(claim_dir, now)
+        if record is None or age is None or age <= cfg.stale_after_seconds:
+            return None
+        reason = f"no heartbeat for {int(age)}s (stale_after {cfg.settings.stale_after})"
+        return _reap(cfg, wave, lane, record, reason, dry_run)
 
 
 def _reap(

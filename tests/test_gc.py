@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from integrator import integrate
 from lanes import claims, config, gc, state, submit, worktrees
-from tests.conftest import commit_file, git, lanes_json, snapshot
+from tests.conftest import LANES, commit_file, git, lanes_json, snapshot
 
 
 def _stale(cfg: config.Config, wave: str, lane: str) -> None:
@@ -170,3 +173,29 @@ def test_an_integrated_lane_loses_its_worktree_and_its_branch_once_all_of_it_lan
     assert git(cfg.main_checkout, "branch", "--list", "lanes/44/done") == ""
     assert git(cfg.main_checkout, "rev-parse", "lanes/44/more") == late
     assert gc.gc(cfg).actions == []  # nothing left to do
+
+
+@pytest.mark.slow
+def test_release_and_gc_racing_for_a_stale_lane_lose_nothing(
+    seed_repo: Path, cfg: config.Config
+) -> None:
+    for round_ in range(6):
+        lane = f"r{round_}"
+        wt = Path(claims.claim(cfg, "44", lane, "agent-1").worktree)
+        (wt / "src/app.py").write_text(f"dirty {round_}\n")
+        _stale(cfg, "44", lane)
+        racers = [
+            subprocess.Popen([*LANES, *args, "--json"], cwd=seed_repo, stdout=subprocess.PIPE)
+            for args in (("release", "44", lane), ("gc",), ("gc",))
+        ]
+        codes = [p.wait() for p in racers]
+        for p in racers:
+            assert p.stdout is not None
+            p.stdout.close()
+        assert codes[1:] == [0, 0] and codes[0] in (0, 4), codes  # 4: gc got there first
+        rows = [e for e in claims.ledger(cfg, "44").events() if e.lane == lane]
+        retired = [e for e in rows if e.event in ("release", "reap")]
+        assert len(retired) == 1, [e.event for e in rows]
+        patch = Path(retired[0].details["saved_patch"])
+        assert f"+dirty {round_}" in patch.read_text()
+        assert not wt.exists()
