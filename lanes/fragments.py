@@ -239,7 +239,8 @@ def read_all(
             raise BadInput(
                 "bad-fragment",
                 f"fragment {path.name} is invalid: " + _first_error(exc),
-                hint="drop it again with lanes fragment",
+                hint=f"take it back with `lanes fragment withdraw {path.name}` in the lane's "
+                "worktree, and drop a valid one",
                 fragment=str(path),
             ) from None
     return found
@@ -279,19 +280,24 @@ def withdraw(cfg: Config, wave: str, lane: str, names: list[str]) -> list[Path]:
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "withdraw fragments")
     frag_dir = claim_dir / claims.FRAGMENTS
-    present = {path.name: frag for path, frag in read_all(frag_dir)}
+    present = {path.name: _parsed(path) for path in sorted(frag_dir.glob("*.json"))}
     # A name as `lanes fragment` printed it (the file's path) or as a bounce gave it.
     wanted = [Path(n).name if Path(n).parent in (Path("."), frag_dir) else n for n in names]
     unknown = [name for name in wanted if name not in present]
     if unknown or not names:
-        listing = [f"{name} ({_described(frag)})" for name, frag in present.items()]
+        listing = [
+            f"{name} ({_described(frag) if frag else 'does not parse'})"
+            for name, frag in present.items()
+        ]
         raise BadInput(
             "unknown-fragment",
             f"lane {wave}/{lane} has no fragment named {', '.join(map(repr, unknown))}"
             if unknown
             else "name the fragments to withdraw",
             hint="its fragments: " + ("; ".join(listing) or "none"),
-            fragments={name: fragment_to_json(frag) for name, frag in present.items()},
+            fragments={
+                name: fragment_to_json(frag) if frag else None for name, frag in present.items()
+            },
         )
     shelf = claim_dir / WITHDRAWN
     shelf.mkdir(exist_ok=True)
@@ -326,6 +332,14 @@ def unmet_entries(
         for e in dict.fromkeys(entries)
         if e not in known
     ]
+
+
+def _parsed(path: Path) -> ManifestFragment | VersionFragment | DeployFragment | None:
+    """The fragment in a file, or None when it does not parse (it can still be withdrawn)."""
+    try:
+        return _FRAGMENT.validate_json(path.read_bytes())
+    except (ValidationError, OSError):
+        return None
 
 
 def _described(fragment: ManifestFragment | VersionFragment | DeployFragment) -> str:

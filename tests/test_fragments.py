@@ -138,3 +138,15 @@ def test_withdraw_moves_a_fragment_aside_and_logs_it(lane: Path, cfg: config.Con
     assert lanes_json(lane, "submit")[0] == 0
     rc, doc = lanes_json(lane, "fragment", "withdraw", Path(keep).name)
     assert rc == 4 and doc["error"] == "lane-not-open"
+
+
+def test_a_corrupt_stored_fragment_can_be_withdrawn(lane: Path, cfg: config.Config) -> None:
+    lanes_json(lane, "fragment", "version", "patch")
+    bad = Path(lanes_json(lane, "fragment", "manifest", "261_legal_chain_v2.sql")[1]["fragment"])
+    bad.write_text('{"kind": "manifest", "entries": ["../x"]}')
+    rc, doc = lanes_json(lane, "submit")
+    assert rc == 2 and f"lanes fragment withdraw {bad.name}" in doc["hint"]
+    rc, doc = lanes_json(lane, "fragment", "withdraw", "nope.json")
+    assert rc == 2 and f"{bad.name} (does not parse)" in doc["hint"]
+    assert lanes_json(lane, "fragment", "withdraw", bad.name)[0] == 0
+    assert lanes_json(lane, "submit")[0] == 0

@@ -201,6 +201,10 @@ def test_conflict_between_lanes_includes_shifted_list_indices() -> None:
     assert deploy.conflict(remove, by_index)
     assert deploy.conflict(op(op="move", **{"from": f"{steps}/0"}, path="/x"), by_index)
     assert deploy.conflict(insert, op(op="test", path=f"{steps}/3/name"))
+    copy_in = op(op="copy", **{"from": f"{steps}/0"}, path=f"{steps}/1")
+    assert deploy.conflict(copy_in, by_index)  # a copy into a list inserts too
+    copy_out = op(op="copy", **{"from": f"{steps}/0"}, path="/jobs/other")
+    assert not deploy.conflict(copy_out, by_index)  # its source stays where it was
     assert not deploy.conflict(append, by_index)  # an append moves no element
     assert not deploy.conflict(append, append)
     assert not deploy.conflict(insert, op(op="replace", path="/jobs/deploy/env/0"))  # other list

@@ -84,9 +84,10 @@ def conflict(a: PatchOp, b: PatchOp) -> bool:
 def _shifts(a: PatchOp, b: PatchOp) -> bool:
     """`a` inserts into or removes from a list at an index, and `b` names an element of
     that list by index (a `test` included): after `a`, `b`'s index means another element."""
-    if a.op not in ("add", "remove", "move"):
+    if a.op not in ("add", "copy", "remove", "move"):
         return False
-    for pointer in (a.path, a.from_):
+    # A copy inserts at its path and leaves its source; a move takes from one, puts at one.
+    for pointer in (a.path, a.from_ if a.op == "move" else None):
         if not pointer:
             continue
         *container, last = tokens(pointer)
