@@ -78,6 +78,22 @@ def _exact(cfg: Config, base: str, branch: str, found: Violation) -> Violation:
     return Violation(found.path, found.surface, "lanes fragment manifest " + " ".join(added))
 
 
+def _restore_commands(cfg: Config, base: str, paths: list[str]) -> list[str]:
+    """Shell commands, run in the lane's worktree, that undo the branch's change to `paths`:
+    a file that existed at `base` is checked out from it, one the branch added is removed."""
+    import shlex
+
+    there = [p for p in paths if git.show_file(cfg.main_checkout, base, p) is not None]
+    added = [p for p in paths if p not in there]
+    commands = []
+    if there:
+        commands.append(f"git checkout {base[:12]} -- " + " ".join(map(shlex.quote, there)))
+    if added:
+        commands.append("git rm -q -- " + " ".join(map(shlex.quote, added)))
+    commands.append("git commit -q -m 'leave contended files alone'")
+    return commands
+
+
 def _entries(text: str | None) -> list[str]:
     lines = (line.strip() for line in (text or "").splitlines())
     return [line for line in lines if line and not line.startswith("#")]
@@ -110,15 +126,16 @@ def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
         )
         detail = "; ".join(f"{v.path} ({v.surface}): use {v.instead}" for v in found)
         base = git.merge_base(cfg.main_checkout, cfg.main, record.branch) or ""
-        paths = " ".join(v.path for v in found)
+        restore = _restore_commands(cfg, base, [v.path for v in found])
         raise Refused(
             "touches-contended-surface",
             f"lane {wave}/{lane} changes files no lane may edit: {detail}",
             hint=f"put them back as they are where your branch leaves {cfg.main}: "
-            f"git checkout {base[:12]} -- {paths} && git commit -m 'leave contended files "
-            "alone', then drop fragments instead",
+            + " && ".join(restore)
+            + ", then drop fragments instead",
             files=[{"path": v.path, "surface": v.surface, "instead": v.instead} for v in found],
             compared_with=base,
+            restore=restore,
         )
     frags = fragments.read_all(claim_dir / claims.FRAGMENTS)  # refuse a corrupt fragment now
     head = git.rev_parse(cfg.main_checkout, record.branch) or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,10 @@ def test_submit_refuses_a_lane_that_changes_lanes_toml(seed_repo: Path) -> None:
             "instead": "nothing: ask the operator to change it",
         }
     ]
+    for command in doc["restore"]:  # a file the branch added is removed, not checked out
+        git(wt, *shlex.split(command)[1:])
+    assert not (wt / "lanes.toml").exists()
+    assert lanes_json(wt, "submit")[0] == 0
 
 
 def test_the_refusal_names_the_exact_fragment_and_its_restore_command_works(
@@ -106,9 +111,8 @@ def test_the_refusal_names_the_exact_fragment_and_its_restore_command_works(
     rc, doc = lanes_json(wt, "submit")
     assert rc == 4 and doc["files"][0]["instead"] == "lanes fragment manifest 267_dim_a.sql"
     assert doc["compared_with"] == git(seed_repo, "rev-parse", "main")
-    restore = doc["hint"].split(": ", 1)[1].split(" && ")[0].split()
-    git(wt, *restore[1:])  # git checkout <fork point> -- <files>
-    git(wt, "commit", "-q", "-m", "leave contended files alone")
+    for command in doc["restore"]:  # git checkout <fork point> -- <files>; git commit
+        git(wt, *shlex.split(command)[1:])
     assert lanes_json(wt, "fragment", "manifest", "267_dim_a.sql")[0] == 0
     assert lanes_json(wt, "submit")[0] == 0
 
