@@ -8,7 +8,7 @@ repository-wide lock, the expensive checkout runs outside it, in parallel.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from lanes import git
@@ -111,7 +111,7 @@ def save_ignored(worktree: Path, archive_path: Path) -> tuple[int, list[str]]:
 
     listed = git.run(["ls-files", "-z", "--others", "--ignored", "--exclude-standard"], worktree)
     saved, skipped, total = [], [], 0
-    for rel in filter(None, listed.stdout.split("\0")):
+    for rel in _expanded(worktree, filter(None, listed.stdout.split("\0"))):
         try:
             size = (worktree / rel).lstat().st_size
         except OSError:
@@ -134,6 +134,20 @@ def save_ignored(worktree: Path, archive_path: Path) -> tuple[int, list[str]]:
     return len(saved), skipped
 
 
+def _expanded(worktree: Path, listed: Iterable[str]) -> Iterator[str]:
+    """The files under the folders git lists whole (a nested repository is listed as
+    `vendor/lib/`), walked without following links; files and links as they are."""
+    for rel in listed:
+        if not rel.endswith("/"):
+            yield rel
+            continue
+        for root, dirs, files in os.walk(worktree / rel):  # never follows a symlink
+            here = Path(root).relative_to(worktree).as_posix()
+            links = [d for d in dirs if (Path(root) / d).is_symlink()]
+            for name in sorted(files + links):
+                yield f"{here}/{name}"
+
+
 def is_worktree(path: Path) -> bool:
     """A real directory (not a symlink) holding a .git file of a linked worktree."""
     return path.is_dir() and not path.is_symlink() and (path / ".git").is_file()
@@ -142,8 +156,8 @@ def is_worktree(path: Path) -> bool:
 def kept_for(cfg: Config, path: Path, branch: str) -> bool:
     """Whether `path` is this repository's own worktree of `branch`, left by
     `lanes release --keep-worktree`: a new claim of the lane takes it over as it is."""
-    if not is_worktree(path) or os.path.realpath(path) != os.path.abspath(path):
-        return False  # not a worktree, or reached through a symlinked folder
+    if not is_worktree(path):
+        return False  # not a worktree, or a symlink (worktree_root itself may be one: /tmp)
     if git.head_branch(path) != f"refs/heads/{branch}":
         return False
     common = git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"], path, check=False)

@@ -207,6 +207,19 @@ def test_release_keep_worktree_leaves_files(cfg: config.Config) -> None:
     assert claims.ledger(cfg, "44").events()[-1].details["kept_worktree"] is True
 
 
+def test_a_kept_worktree_is_taken_over_under_a_symlinked_worktree_root(
+    seed_repo: Path, tmp_path: Path
+) -> None:
+    real = tmp_path / "real-wt"
+    real.mkdir()
+    (tmp_path / "linked-wt").symlink_to(real)  # as /tmp is a link to /private/tmp on macOS
+    (seed_repo / "lanes.toml").write_text(f'worktree_root = "{tmp_path / "linked-wt"}"\n')
+    cfg = config.load(seed_repo)
+    wt = Path(claims.claim(cfg, "44", "k", "agent-1").worktree)
+    claims.release(cfg, "44", "k", keep_worktree=True)
+    assert claims.claim(cfg, "44", "k", "agent-2").worktree == str(wt)
+
+
 def test_a_worktree_of_another_lane_or_repository_at_the_path_is_not_taken_over(
     cfg: config.Config, tmp_path: Path
 ) -> None:

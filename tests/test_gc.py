@@ -149,6 +149,22 @@ def test_git_ignored_files_are_saved_too_except_big_ones(
     assert ".gitignore" in Path(reap.details["saved_patch"]).read_text()  # untracked: the patch
 
 
+def test_an_ignored_nested_repository_is_saved_file_by_file(cfg: config.Config) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / ".gitignore").write_text("vendor/\n")
+    nested = wt / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    (nested / "work.txt").write_text("hours of it\n")  # git lists only vendor/lib/
+    result = claims.release(cfg, "44", "a")
+    assert result.saved_ignored is not None
+    with tarfile.open(result.saved_ignored) as tar:
+        names = tar.getnames()
+        assert "vendor/lib/work.txt" in names and "vendor/lib/.git/HEAD" in names
+        member = tar.extractfile("vendor/lib/work.txt")
+        assert member is not None and member.read() == b"hours of it\n"
+
+
 def test_an_integrated_lane_loses_its_worktree_and_its_branch_once_all_of_it_landed(
     cfg: config.Config,
 ) -> None:
