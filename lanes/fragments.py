@@ -260,6 +260,13 @@ def drop(
 
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "take fragments")
+    if getattr(cfg.settings, fragment.kind) is None:  # the pass would bounce it
+        raise BadInput(
+            "no-surface",
+            f"no [{fragment.kind}] section is configured ({cfg.source}): there is no "
+            f"{fragment.kind} surface for this fragment to change",
+            hint=f"drop it only where [{fragment.kind}] is configured; ask the operator",
+        )
     path = write(claim_dir / claims.FRAGMENTS, fragment)
     claims.ledger(cfg, wave).append(
         "fragment",

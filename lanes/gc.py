@@ -139,7 +139,10 @@ def _finish_integrated(
             )
             patch = str(retired.patch) if retired.patch else None
         if drop_branch:
-            git.delete_branch(cfg.main_checkout, record.branch)
+            git.worktree_prune(cfg.main_checkout)  # a vanished worktree still pins it
+            drop_branch = git.delete_branch(cfg.main_checkout, record.branch)
+            if not (has_worktree or drop_branch):
+                return None
     action = "remove-worktree" if has_worktree else "delete-branch"
     if has_worktree and drop_branch:
         action = "remove-worktree-and-branch"

@@ -151,8 +151,8 @@ def worktree_prune(repo: Path) -> None:
     run(["worktree", "prune"], repo)
 
 
-def delete_branch(repo: Path, branch: str) -> None:
-    run(["branch", "-D", branch], repo, check=False)
+def delete_branch(repo: Path, branch: str) -> bool:
+    return run(["branch", "-D", branch], repo, check=False).returncode == 0
 
 
 def status_porcelain(worktree: Path) -> str:

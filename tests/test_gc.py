@@ -191,6 +191,19 @@ def test_an_integrated_lane_loses_its_worktree_and_its_branch_once_all_of_it_lan
     assert gc.gc(cfg).actions == []  # nothing left to do
 
 
+def test_an_integrated_lane_whose_worktree_vanished_loses_its_branch_once(
+    cfg: config.Config,
+) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    commit_file(wt, "src/a.py", "a = 1\n")
+    submit.submit(cfg, "44", "a")
+    integrate.integrate(cfg, "44")
+    shutil.rmtree(wt)  # a reboot emptied /tmp
+    assert [a.action for a in gc.gc(cfg).actions] == ["delete-branch"]
+    assert git(cfg.main_checkout, "branch", "--list", "lanes/44/a") == ""
+    assert gc.gc(cfg).actions == []
+
+
 @pytest.mark.slow
 def test_release_and_gc_racing_for_a_stale_lane_lose_nothing(
     seed_repo: Path, cfg: config.Config
