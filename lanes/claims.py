@@ -239,7 +239,15 @@ def held(cfg: Config, wave: str, lane: str) -> tuple[Path, ClaimRecord]:
 
 
 def heartbeat(cfg: Config, wave: str, lane: str) -> dict[str, Any]:
+    from lanes import state
+
     claim_dir, record = held(cfg, wave, lane)
+    if state.lane_state(cfg, wave, lane) == "integrated":
+        raise Refused(
+            "lane-integrated",
+            f"lane {wave}/{lane} is integrated: its work is on {cfg.main}, nothing to keep alive",
+            hint="stop heartbeating; claim a new lane for new work",
+        )
     os.utime(claim_dir / HEARTBEAT)
     return {"wave": wave, "lane": lane, "agent": record.agent, "heartbeat": _now()}
 

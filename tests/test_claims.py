@@ -250,6 +250,9 @@ def test_an_integrated_lane_cannot_be_claimed_again(cfg: config.Config) -> None:
     )
     [row] = state.status(cfg, "44")
     assert (row.state, row.commits_ahead) == ("integrated", 0)
+    with pytest.raises(Refused) as info:
+        claims.heartbeat(cfg, "44", "a")
+    assert info.value.code == "lane-integrated"
 
 
 def test_commands_inside_a_worktree_know_their_lane(seed_repo: Path) -> None:
