@@ -321,7 +321,8 @@ class Retired:
             "worktree_removed": self.removed,
             "saved_patch": str(dest / self.patch.name) if self.patch else None,
             "saved_ignored": str(dest / self.ignored.name) if self.ignored else None,
-            "ignored_not_saved": list(self.ignored_skipped[:20]),
+            "ignored_not_saved": list(self.ignored_skipped[:20]),  # the first, by name
+            "ignored_not_saved_count": len(self.ignored_skipped),
         }
 
 

@@ -106,32 +106,42 @@ IGNORED_TOTAL_LIMIT = 32 << 20
 
 def save_ignored(worktree: Path, archive_path: Path) -> tuple[int, list[str]]:
     """Put the git-ignored files (a .env, notes.log...) that a patch cannot hold into a
-    tar.gz, each up to 1 MiB and 32 MiB in all: (files saved, paths skipped as too big)."""
+    tar.gz, each up to 1 MiB and 32 MiB in all, smallest first so that a few big build
+    products never crowd out notes: (files saved, paths left out, too big or unreadable)."""
     import tarfile
 
     listed = git.run(["ls-files", "-z", "--others", "--ignored", "--exclude-standard"], worktree)
-    saved, skipped, total = [], [], 0
+    sizes = {}
     for rel in _expanded(worktree, filter(None, listed.stdout.split("\0"))):
         try:
-            size = (worktree / rel).lstat().st_size
+            sizes[rel] = (worktree / rel).lstat().st_size
         except OSError:
-            continue
-        if size > IGNORED_FILE_LIMIT or total + size > IGNORED_TOTAL_LIMIT:
+            continue  # gone already
+    kept, skipped, total = [], [], 0
+    for rel in sorted(sizes, key=lambda r: (sizes[r], r)):
+        if sizes[rel] > IGNORED_FILE_LIMIT or total + sizes[rel] > IGNORED_TOTAL_LIMIT:
             skipped.append(rel)
-            continue
-        saved.append(rel)
-        total += size
-    if not saved:
-        return 0, skipped
+        else:
+            kept.append(rel)
+            total += sizes[rel]
+    saved = 0
     tmp = archive_path.with_suffix(".tmp")
-    with open(tmp, "wb") as raw:
-        with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            for rel in saved:
-                tar.add(worktree / rel, arcname=rel, recursive=False)  # links stay links
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, archive_path)
-    return len(saved), skipped
+    try:
+        with open(tmp, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+                for rel in sorted(kept):
+                    try:
+                        tar.add(worktree / rel, arcname=rel, recursive=False)  # links stay
+                        saved += 1
+                    except OSError:  # unreadable (a container's root-owned file): say so
+                        skipped.append(rel)
+            raw.flush()
+            os.fsync(raw.fileno())
+        if saved:
+            os.replace(tmp, archive_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return saved, sorted(skipped)
 
 
 def _expanded(worktree: Path, listed: Iterable[str]) -> Iterator[str]:

@@ -228,3 +228,24 @@ def test_release_and_gc_racing_for_a_stale_lane_lose_nothing(
         patch = Path(retired[0].details["saved_patch"])
         assert f"+dirty {round_}" in patch.read_text()
         assert not wt.exists()
+
+
+def test_small_ignored_files_are_kept_first_and_every_left_out_one_counted(
+    cfg: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worktrees, "IGNORED_TOTAL_LIMIT", 10_000)
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / ".gitignore").write_text("node_modules/\nnotes.txt\n")
+    (wt / "node_modules").mkdir()
+    for i in range(30):  # sorted by name, these come before notes.txt
+        (wt / "node_modules" / f"pkg{i:02d}.js").write_bytes(b"x" * 1_000)
+    (wt / "notes.txt").write_text("the plan\n")
+    result = claims.release(cfg, "44", "a")
+    assert result.saved_ignored is not None
+    with tarfile.open(result.saved_ignored) as tar:
+        assert "notes.txt" in tar.getnames() and len(tar.getnames()) == 10
+    row = claims.ledger(cfg, "44").events()[-1]
+    assert (
+        row.details["ignored_not_saved_count"] == 21 and len(row.details["ignored_not_saved"]) == 20
+    )
+    assert not list(Path(result.archived_to).glob("*.tmp"))
