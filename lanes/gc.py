@@ -86,6 +86,8 @@ def _reap_if_stale(cfg: Config, wave: str, lane: str, now: float, dry_run: bool)
         age = claims.heartbeat_age(claim_dir, now)
         if record is None or age is None or age <= cfg.stale_after_seconds:
             return None
+        if state.lane_state(cfg, wave, lane) != "claimed":
+            return None  # submitted since the ledger was read: the integrator's now
         reason = f"no heartbeat for {int(age)}s (stale_after {cfg.settings.stale_after})"
         return _reap(cfg, wave, lane, record, reason, dry_run)
 

@@ -112,6 +112,12 @@ class SubmitResult:
 
 
 def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
+    # Under the lane's lock: gc, reaping a stale lane, must see the submit or precede it.
+    with claims.lane_lock(cfg, wave, lane):
+        return _submit(cfg, wave, lane)
+
+
+def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "be submitted")
     log = claims.ledger(cfg, wave)

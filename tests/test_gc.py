@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -249,3 +250,19 @@ def test_small_ignored_files_are_kept_first_and_every_left_out_one_counted(
         row.details["ignored_not_saved_count"] == 21 and len(row.details["ignored_not_saved"]) == 20
     )
     assert not list(Path(result.archived_to).glob("*.tmp"))
+
+
+def test_a_lane_submitted_after_gc_read_the_ledger_is_not_reaped(
+    cfg: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    _stale(cfg, "44", "a")
+    before_submit = state.histories(cfg, "44")  # what gc read, an instant too early
+    submit.submit(cfg, "44", "a")
+    # gc's view of the ledger is the early one; the lane's own state is read afresh.
+    early = SimpleNamespace(
+        waves=state.waves, histories=lambda *_: before_submit, lane_state=state.lane_state
+    )
+    monkeypatch.setattr(gc, "state", early)
+    assert gc.gc(cfg).actions == []
+    assert state.lane_state(cfg, "44", "a") == "submitted"
