@@ -301,8 +301,8 @@ def _deploy_problems(deploy_path: str, deploy: Workflow | None) -> list[str]:
             f"the deploy workflow {deploy_path} has no workflow_dispatch trigger, so "
             "`gh workflow run` cannot start it: add `workflow_dispatch:` under `on:`"
         )
-    found += _undispatchable(deploy)
     if not deploy.is_child:  # a child is checked with the children
+        found += _undispatchable(deploy)
         for guard in dispatch_false_guards(deploy, expressions.push_context()):
             found.append(_guard_problem(deploy, guard, "though it holds on a push"))
     return found

@@ -39,8 +39,9 @@ def _has_version(path: Path) -> bool:
 
 
 def _find_required(root: Path) -> str | None:
-    """FILE:NAME of the first top-level list of strings named like *REQUIRED*MIGRATION*
-    in scripts/ (a schema guard's), read with ast: the gate's RC3 check needs it."""
+    """FILE:NAME of a top-level list of strings named like *REQUIRED*MIGRATION* in scripts/
+    (a schema guard's), read with ast: the gate's RC3 check needs it. The name's last
+    assignment decides, as it does for the gate (`X = tuple(X)` later makes it unreadable)."""
     import ast
 
     for path in sorted(root.glob("scripts/**/*.py")):
@@ -48,24 +49,30 @@ def _find_required(root: Path) -> str | None:
             tree = ast.parse(path.read_bytes())
         except (OSError, SyntaxError, ValueError):
             continue
+        literal: dict[str, bool] = {}  # name -> whether its latest assignment is a list
         for node in tree.body:
             target: ast.expr | None = None
             if isinstance(node, ast.AnnAssign):
                 target = node.target
             elif isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target = node.targets[0]
+            if not isinstance(target, ast.Name):
+                continue
             value = getattr(node, "value", None)
-            if (
-                isinstance(target, ast.Name)
-                and "REQUIRED" in target.id.upper()
-                and "MIGRATION" in target.id.upper()
-                and isinstance(value, ast.List | ast.Tuple)
-                and all(
-                    isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
-                )
-            ):
-                return f"{path.relative_to(root).as_posix()}:{target.id}"
+            literal[target.id] = isinstance(value, ast.List | ast.Tuple) and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+            )
+        for name, is_list in literal.items():
+            if is_list and "REQUIRED" in name.upper() and "MIGRATION" in name.upper():
+                return f"{path.relative_to(root).as_posix()}:{name}"
     return None
+
+
+def _toml(value: str) -> str:
+    """A TOML string, escaped (a branch or file name may hold a quote, a backslash, 🚀)."""
+    import tomlkit
+
+    return str(tomlkit.string(value).as_string())
 
 
 def _project_name(directory: str) -> str:
@@ -86,8 +93,8 @@ def _render(root: Path, found: InitResult, main: str) -> str:
     lines = [
         "# lanes configuration (https://github.com/lanes; see docs/configuration.md).",
         "# Every key is optional; the values shown are the defaults unless noted.",
-        f"project = {json.dumps(_project_name(root.name))}  # worktrees: {{worktree_root}}/{{project}}-{{wave}}-{{lane}}",
-        f"main = {json.dumps(main)}  # the integration branch",
+        f"project = {_toml(_project_name(root.name))}  # worktrees: {{worktree_root}}/{{project}}-{{wave}}-{{lane}}",
+        f"main = {_toml(main)}  # the integration branch",
         f'worktree_root = "{d.worktree_root}"',
         f'inbox = "{d.inbox}"  # claims, fragments and ledgers; git-ignored',
         f'stale_after = "{d.stale_after}"           # gc reaps a claim silent for this long',
@@ -98,9 +105,9 @@ def _render(root: Path, found: InitResult, main: str) -> str:
     if found.manifest:
         lines += [
             "[manifest]                       # the boot allowlist of migrations",
-            f'path = "{found.manifest}"',
-            f'entries_dir = "{Path(found.manifest).parent.as_posix()}"',
-            f'required = "{found.required}"  # FILE:NAME of a list literal, never run'
+            f"path = {_toml(found.manifest)}",
+            f"entries_dir = {_toml(Path(found.manifest).parent.as_posix())}",
+            f"required = {_toml(found.required)}  # FILE:NAME of a list literal, never run"
             if found.required
             else '# required = "scripts/schema_guard.py:REQUIRED_MIGRATIONS"  # FILE:NAME or a text file',
             "",
@@ -110,11 +117,11 @@ def _render(root: Path, found: InitResult, main: str) -> str:
     if found.version_files:
         lines += [
             "[version]",
-            f"files = {json.dumps(found.version_files)}  # each holds the same version",
+            f"files = [{', '.join(map(_toml, found.version_files))}]  # each holds the same version",
             "",
         ]
     if found.deploy_workflow:
-        lines += ["[deploy]", f'workflow = "{found.deploy_workflow}"', ""]
+        lines += ["[deploy]", f"workflow = {_toml(found.deploy_workflow)}", ""]
     else:
         lines += ["# [deploy]", '# workflow = ".github/workflows/deploy.yml"', ""]
     return "\n".join(lines)

@@ -95,8 +95,9 @@ def _restore_commands(cfg: Config, base: str, paths: list[str]) -> list[str]:
 
 
 def _entries(text: str | None) -> list[str]:
-    lines = (line.strip() for line in (text or "").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
+    """The manifest's entries, as the integrator reads them: a `#` starts a comment."""
+    names = (line.split("#", 1)[0].strip() for line in (text or "").splitlines())
+    return [name for name in names if name]
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,22 @@ def test_init_refuses_to_replace_a_configuration_and_changes_nothing(
     assert (rc, doc["error"]) == (2, "config-exists") and "--force" in doc["hint"]
     assert configured_in in doc["message"]
     assert snapshot(unconfigured) == before
+
+
+def test_names_needing_toml_escapes_are_written_escaped(unconfigured: Path) -> None:
+    git(unconfigured, "branch", "-m", "trunk", 'dev-🚀-"q"')
+    assert lanes_json(unconfigured, "init")[0] == 0
+    assert config.load(unconfigured).settings.main == 'dev-🚀-"q"'
+
+
+def test_a_required_list_reassigned_later_is_not_offered(unconfigured: Path) -> None:
+    guard = unconfigured / "scripts" / "schema_guard.py"
+    guard.write_text(
+        guard.read_text().replace(
+            "\n\n\ndef check",
+            "\nAM_REQUIRED_MIGRATIONS = tuple(AM_REQUIRED_MIGRATIONS)\n\n\ndef check",
+            1,
+        )
+    )
+    assert lanes_json(unconfigured, "init")[0] == 0
+    assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]

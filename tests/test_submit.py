@@ -105,7 +105,7 @@ def test_the_refusal_names_the_exact_fragment_and_its_restore_command_works(
     wt = Path(lanes_json(seed_repo, "claim", "44", "a", "--agent", "bot")[1]["worktree"])
     manifest = "scripts/migrations/autonomath_boot_manifest.txt"
     commit_file(wt, "scripts/migrations/267_dim_a.sql", "SELECT 1;\n")
-    commit_file(wt, manifest, (wt / manifest).read_text() + "267_dim_a.sql\n")
+    commit_file(wt, manifest, (wt / manifest).read_text() + "267_dim_a.sql  # wave 44\n")
     commit_file(seed_repo, "src/other.py", "o = 1\n")  # main moves on
     git(wt, "rebase", "-q", "main")  # the base the claim recorded is no longer the fork point
     rc, doc = lanes_json(wt, "submit")

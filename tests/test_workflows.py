@@ -329,3 +329,14 @@ def test_required_dispatch_inputs_get_their_defaults_or_are_a_problem() -> None:
     ]
     [problem] = wf.chain_problems([deploy, child], ".github/workflows/deploy.yml")
     assert problem.startswith(".github/workflows/verify.yml needs the input 'run_id'")
+
+
+def test_a_deploy_that_is_itself_chained_is_reported_once() -> None:
+    ci = wf.parse(".github/workflows/ci.yml", "name: CI\non: [push, workflow_dispatch]\n")
+    deploy = wf.parse(
+        ".github/workflows/deploy.yml",
+        "name: deploy\non:\n  workflow_run:\n    workflows: [CI]\n  workflow_dispatch:\n"
+        "    inputs:\n      env: {required: true}\n",
+    )
+    problems = wf.chain_problems([ci, deploy], ".github/workflows/deploy.yml")
+    assert len([p for p in problems if "needs the input 'env'" in p]) == 1
