@@ -26,6 +26,7 @@ class GcAction:
     worktree: str
     saved_patch: str | None = None
     worktree_vanished: bool = False
+    saved_ignored: str | None = None  # the git-ignored files, as a tar.gz
 
 
 @dataclass
@@ -114,7 +115,9 @@ def _reap(
         branch_kept=record.branch,
         **details,
     )
-    return GcAction(wave, lane, "reap", reason, str(path), saved, vanished)
+    return GcAction(
+        wave, lane, "reap", reason, str(path), saved, vanished, details["saved_ignored"]
+    )
 
 
 def _finish_integrated(
@@ -133,13 +136,14 @@ def _finish_integrated(
     if not (has_worktree or drop_branch):
         return None
     reason = "lane is integrated"
-    patch = None
+    patch = ignored = None
     if not dry_run:
         if has_worktree:
             retired = claims.retire_worktree(
                 cfg, cfg.claim_dir(wave, lane), record, "gc", keep=False
             )
             patch = str(retired.patch) if retired.patch else None
+            ignored = str(retired.ignored) if retired.ignored else None
         if drop_branch:
             git.worktree_prune(cfg.main_checkout)  # a vanished worktree still pins it
             drop_branch = git.delete_branch(cfg.main_checkout, record.branch)
@@ -148,4 +152,4 @@ def _finish_integrated(
     action = "remove-worktree" if has_worktree else "delete-branch"
     if has_worktree and drop_branch:
         action = "remove-worktree-and-branch"
-    return GcAction(wave, lane, action, reason, record.worktree, patch)
+    return GcAction(wave, lane, action, reason, record.worktree, patch, False, ignored)

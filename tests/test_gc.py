@@ -137,10 +137,11 @@ def test_git_ignored_files_are_saved_too_except_big_ones(
     os.symlink("/etc/passwd", wt / "build/link")  # kept as a link, never followed
     _stale(cfg, "44", "a")
 
-    gc.gc(cfg)
+    report = gc.gc(cfg)
 
     reap = claims.ledger(cfg, "44").events()[-1]
     saved = Path(reap.details["saved_ignored"])
+    assert [a.saved_ignored for a in report.actions] == [str(saved)]
     assert reap.details["ignored_not_saved"] == ["build/huge.bin"]
     with tarfile.open(saved) as tar:
         assert sorted(tar.getnames()) == [".env", "build/link", "notes.log"]
