@@ -1,45 +1,17 @@
-"""The plan and the dry run: what a pass would do, predicted without changing anything."""
+"""The plan: which lanes a pass takes, in what order, and what each asks for."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from integrator import integrate, plan
-from lanes import claims
 from lanes import submit as submit_mod
 from lanes.config import Config
-from tests.conftest import git, lanes_json, run_lanes, snapshot
 from tests.test_integrate import (
     WAVE,
-    deploy_frag,
     make_lane,
-    manifest_frag,
-    migration,
-    step,
     version_frag,
 )
-
-
-def _mixed_wave(cfg: Config) -> None:
-    files, entry = migration("m", 261)
-    make_lane(cfg, "first", {"src/app.py": '"""v2"""\n'}, [version_frag("patch")])
-    make_lane(cfg, "clash", {"src/app.py": '"""v3"""\n'}, [version_frag("major")])
-    make_lane(cfg, "m", files, [manifest_frag(entry), version_frag("minor"), step("m-smoke")])
-    make_lane(cfg, "liar", {}, [manifest_frag("999_nowhere.sql")])
-    make_lane(
-        cfg,
-        "region",
-        {},
-        [deploy_frag({"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"})],
-    )
-
-
-def _refs(repo: Path) -> str:
-    return git(repo, "for-each-ref", "--format=%(refname) %(objectname)") + git(
-        repo, "worktree", "list", "--porcelain"
-    )
 
 
 def test_read_takes_submitted_lanes_in_submission_order(cfg: Config) -> None:
@@ -82,47 +54,3 @@ def test_a_corrupt_fragment_file_is_a_problem_of_that_lane_only(cfg: Config) -> 
     assert lanes[0].problem is not None and lanes[0].problem.reason == "bad-fragment"
     assert lanes[0].problem.files == ["00000000000000000009-version-bad000.json"]
     assert lanes[1].problem is None
-
-
-def test_dry_run_prints_the_plan_and_changes_nothing(cfg: Config, seed_repo: Path) -> None:
-    _mixed_wave(cfg)
-    before = (_refs(seed_repo), snapshot(seed_repo), snapshot(cfg.state_dir, skip=()))
-    rc, doc = lanes_json(seed_repo, "integrate", WAVE, "--dry-run")
-    assert rc == 0 and doc["dry_run"] is True and doc["schema_version"] == 1
-    assert (_refs(seed_repo), snapshot(seed_repo), snapshot(cfg.state_dir, skip=())) == before
-    lanes = {p["lane"]: p for p in doc["lanes"]}
-    assert [p["lane"] for p in doc["lanes"]] == ["first", "clash", "m", "liar", "region"]
-    assert (lanes["clash"]["outcome"], lanes["clash"]["reason"], lanes["clash"]["files"]) == (
-        "bounce",
-        "conflict",
-        ["src/app.py"],
-    )
-    assert lanes["liar"]["reason"] == "missing-entry"
-    assert lanes["m"]["outcome"] == "land" and lanes["m"]["entries"] == ["261_m.sql"]
-    assert doc["manifest_added"] == ["261_m.sql"]
-    assert doc["version_bump"] == "minor 0.3.5 -> 0.4.0"  # the bounced major does not count
-    assert (
-        "+      REGION: nrt" in doc["deploy_diff"]
-        and "+      - name: m-smoke" in doc["deploy_diff"]
-    )
-    # human output: the same plan, and still nothing changed
-    ledger_before = cfg.ledger_path(WAVE).read_bytes()
-    proc = run_lanes(seed_repo, "integrate", WAVE, "--dry-run")
-    assert proc.returncode == 0 and "clash" in proc.stdout and "nothing was changed" in proc.stderr
-    assert cfg.ledger_path(WAVE).read_bytes() == ledger_before
-    # and the prediction is what the pass then does
-    result = integrate.integrate(cfg, WAVE)
-    predicted = {p["lane"]: p["outcome"] for p in doc["lanes"]}
-    assert result.integrated == [lane for lane, o in predicted.items() if o == "land"]
-    assert [b.lane for b in result.bounced] == [
-        lane for lane, o in predicted.items() if o == "bounce"
-    ]
-    assert result.version_bump == doc["version_bump"]
-
-
-def test_dry_run_after_the_pass_has_nothing_to_do(cfg: Config) -> None:
-    make_lane(cfg, "one", {"src/one.py": "1\n"})
-    integrate.integrate(cfg, WAVE)
-    report = plan.dry_run(cfg, WAVE)
-    assert report.lanes == [] and report.version_bump is None and report.deploy_diff == ""
-    assert claims.ledger(cfg, WAVE).verify().ok

@@ -9,8 +9,8 @@ import typer
 from lanes.cli.output import JsonOpt, emit, say, table
 
 if TYPE_CHECKING:
+    from integrator.dry_run import DryRun
     from integrator.integrate import IntegrateResult
-    from integrator.plan import DryRun
 
 
 def register(app: typer.Typer) -> None:
@@ -33,9 +33,9 @@ def integrate(
 
     cfg = config()
     if dry_run:
-        from integrator.plan import dry_run as plan_dry_run
+        from integrator.dry_run import predict
 
-        report = plan_dry_run(cfg, wave)
+        report = predict(cfg, wave)
         emit(report.to_json(), json_, lambda: _show_plan(report))
         return
     from integrator.integrate import integrate as run_pass
