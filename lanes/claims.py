@@ -238,16 +238,20 @@ def held(cfg: Config, wave: str, lane: str) -> tuple[Path, ClaimRecord]:
     return claim_dir, record
 
 
-def heartbeat(cfg: Config, wave: str, lane: str) -> dict[str, Any]:
+def _not_integrated(cfg: Config, wave: str, lane: str, why: str, instead: str) -> None:
     from lanes import state
 
-    claim_dir, record = held(cfg, wave, lane)
     if state.lane_state(cfg, wave, lane) == "integrated":
         raise Refused(
             "lane-integrated",
-            f"lane {wave}/{lane} is integrated: its work is on {cfg.main}, nothing to keep alive",
-            hint="stop heartbeating; claim a new lane for new work",
+            f"lane {wave}/{lane} is integrated (its work is on {cfg.main}): {why}",
+            hint=f"{instead}; claim a new lane for new work",
         )
+
+
+def heartbeat(cfg: Config, wave: str, lane: str) -> dict[str, Any]:
+    claim_dir, record = held(cfg, wave, lane)
+    _not_integrated(cfg, wave, lane, "nothing to keep alive", "stop heartbeating")
     os.utime(claim_dir / HEARTBEAT)
     return {"wave": wave, "lane": lane, "agent": record.agent, "heartbeat": _now()}
 
@@ -271,8 +275,9 @@ class ReleaseResult:
 
 
 def lane_lock(cfg: Config, wave: str, lane: str) -> Any:
-    """Held by whoever retires a lane's worktree (release, gc): two of them at once would
-    save the patch of a worktree the other is removing, over the good one."""
+    """Held by whoever changes what a held lane is (release, gc, submit): two of them at
+    once would, say, save the patch of a worktree the other is removing, over the good one,
+    or reap a lane just submitted."""
     from filelock import FileLock
 
     path = cfg.state_dir / "claims" / check_wave(wave) / f"{check_lane(lane)}.lock"
@@ -281,16 +286,9 @@ def lane_lock(cfg: Config, wave: str, lane: str) -> Any:
 
 
 def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> ReleaseResult:
-    from lanes import state
-
     with lane_lock(cfg, wave, lane):
         claim_dir, record = held(cfg, wave, lane)
-        if state.lane_state(cfg, wave, lane) == "integrated":
-            raise Refused(
-                "lane-integrated",
-                f"lane {wave}/{lane} is integrated; there is nothing to release",
-                hint="run lanes gc to remove its worktree",
-            )
+        _not_integrated(cfg, wave, lane, "nothing to release", "run lanes gc to remove it")
         retired = retire_worktree(cfg, claim_dir, record, "release", keep_worktree)
         dest = archive(cfg, wave, lane, "released")
         details = retired.details(dest)
