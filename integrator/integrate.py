@@ -12,7 +12,6 @@ everything after it is derived from main's trailers and redone by the next run
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from integrator import plan, trailers
+from integrator import checkout, plan, trailers
 from integrator.plan import Bounce, BounceError, LanePlan
 from integrator.surfaces import version
 from lanes import claims, git, state, worktrees
@@ -35,7 +34,6 @@ from lanes.errors import Contention, LanesError, OperationalError
 AGENT = "integrator"
 LOCK = "integrate.lock"
 OWNER = "integrate.owner"
-JOURNAL = "integrate-journal.json"
 SCRATCH = "scratch"
 OUTPUT_TAIL = 20  # lines of a failing test's output kept in the bounce
 
@@ -88,7 +86,7 @@ def integrate(cfg: Config, wave: str) -> IntegrateResult:
     with _pass_lock(cfg, wave):
         _failpoint("locked")
         _clean_scratch(cfg)
-        note = _catch_up_checkout(cfg)
+        note = checkout.catch_up(cfg)
         reconciled = _reconcile(cfg, wave)
         the_plan = plan.read(cfg, wave)
         log = claims.ledger(cfg, wave)
@@ -274,10 +272,10 @@ def _move_main(cfg: Config, wave: str, result: IntegrateResult) -> None:
     ref = f"refs/heads/{cfg.main}"
     on_main = git.head_branch(repo) == ref
     dirty = on_main and git.tracked_changes(repo)
-    _write_journal(cfg, {"wave": wave, "old": old, "new": new})
+    checkout.write_journal(cfg, {"wave": wave, "old": old, "new": new})
     _failpoint("journal")
     if not git.update_ref_cas(repo, ref, new, old, f"lanes integrate {wave}"):
-        _forget_journal(cfg)
+        checkout.forget_journal(cfg)
         now = git.rev_parse(repo, cfg.main) or "nothing"
         raise Contention(
             "main-moved",
@@ -293,75 +291,10 @@ def _move_main(cfg: Config, wave: str, result: IntegrateResult) -> None:
     elif dirty:
         git.detach_head(repo, old)
         result.checkout = "detached"
-        result.checkout_note = _detached_note(cfg, old, "it has uncommitted changes")
+        result.checkout_note = checkout.detached_note(cfg, old, "it has uncommitted changes")
     else:
-        result.checkout, result.checkout_note = _bring_along(cfg, old, new)
-    _forget_journal(cfg)
-
-
-def _bring_along(cfg: Config, old: str, new: str) -> tuple[str, str]:
-    """Move the checkout's index and files from `old` to `new` (a fast-forward)."""
-    repo = cfg.main_checkout
-    if git.move_files(repo, old, new).returncode == 0:
-        return "updated", ""
-    git.detach_head(repo, old)  # a change arrived since we looked: keep it consistent
-    return "detached", _detached_note(cfg, old, "a local change was in the way")
-
-
-def _detached_note(cfg: Config, old: str, why: str) -> str:
-    return (
-        f"{cfg.main_checkout} was left as it was ({why}), detached at {old[:12]} so that "
-        f"nothing there can revert the new {cfg.main}; run `git checkout {cfg.main}` there "
-        "to catch up (git keeps your changes, or tells you which file is in the way)"
-    )
-
-
-def _catch_up_checkout(cfg: Config) -> str:
-    """A pass killed between moving main and moving the checkout's files left a journal:
-    finish what it began, if the checkout is still exactly where that pass left it."""
-    journal = _read_journal(cfg)
-    if journal is None:
-        return ""
-    repo, old = cfg.main_checkout, str(journal.get("old", ""))
-    now = git.rev_parse(repo, cfg.main)
-    note = ""
-    if (
-        now
-        and old
-        and now != old
-        and git.head_branch(repo) == f"refs/heads/{cfg.main}"
-        and git.is_ancestor(repo, old, now)
-    ):
-        if git.index_at(repo, old):  # still where the killed pass found it
-            _, note = _bring_along(cfg, old, now)
-            note = note or f"brought {repo} along to {now[:12]} after an interrupted pass"
-        elif not git.index_at(repo, now):  # staged changes made on top of the old tip
-            git.detach_head(repo, old)
-            note = _detached_note(cfg, old, "it has staged changes")
-    _forget_journal(cfg)
-    return note
-
-
-def _write_journal(cfg: Config, doc: dict[str, str]) -> None:
-    path = cfg.state_dir / JOURNAL
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _read_journal(cfg: Config) -> dict[str, Any] | None:
-    try:
-        doc = json.loads((cfg.state_dir / JOURNAL).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _forget_journal(cfg: Config) -> None:
-    (cfg.state_dir / JOURNAL).unlink(missing_ok=True)
+        result.checkout, result.checkout_note = checkout.bring_along(cfg, old, new)
+    checkout.forget_journal(cfg)
 
 
 # -- bookkeeping derived from main -----------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from integrator import integrate
+from integrator import checkout, integrate
 from integrator.surfaces import manifest as manifest_surface
 from lanes import claims, scaffold, state
 from lanes.config import Config
@@ -94,7 +94,7 @@ def check_exactly_once(cfg: Config, wave: Wave) -> None:
     assert scratch_worktrees(cfg) == []
     scratch = cfg.state_dir / integrate.SCRATCH
     assert not scratch.exists() or list(scratch.iterdir()) == []
-    assert not (cfg.state_dir / integrate.JOURNAL).exists()
+    assert not (cfg.state_dir / checkout.JOURNAL).exists()
     # the ledger is level with main, once per lane, and its chain is whole
     assert Counter(ev.lane for ev in events(cfg, "integrated")) == Counter(wave.lands)
     assert Counter(ev.lane for ev in events(cfg, "bounced")) == Counter(wave.bounces)
