@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from integrator import required as required_mod
 from integrator import trailers
 from integrator import workflows as wf
 from lanes import claims, git, state
+from lanes import required as required_mod
 from lanes.config import Config
 from lanes.errors import BadInput, LanesError
 from lanes.submit import branch_violations

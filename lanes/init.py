@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lanes import git
 from lanes.config import Settings, settings_from
-from lanes.errors import BadInput
+from lanes.errors import BadInput, LanesError
 
 
 @dataclass(frozen=True)
@@ -39,32 +39,34 @@ def _has_version(path: Path) -> bool:
 
 
 def _find_required(root: Path) -> str | None:
-    """FILE:NAME of a top-level list of strings named like *REQUIRED*MIGRATION* in scripts/
-    (a schema guard's), read with ast: the gate's RC3 check needs it. The name's last
-    assignment decides, as it does for the gate (`X = tuple(X)` later makes it unreadable)."""
+    """FILE:NAME of a top-level list named like *REQUIRED*MIGRATION* in scripts/ (a schema
+    guard's) that the gate can read, checked by the gate's own reader (ast, never run)."""
     import ast
+
+    from lanes import required
 
     for path in sorted(root.glob("scripts/**/*.py")):
         try:
-            tree = ast.parse(path.read_bytes())
+            text = path.read_text(encoding="utf-8")
+            tree = ast.parse(text)
         except (OSError, SyntaxError, ValueError):
             continue
-        literal: dict[str, bool] = {}  # name -> whether its latest assignment is a list
-        for node in tree.body:
-            target: ast.expr | None = None
-            if isinstance(node, ast.AnnAssign):
-                target = node.target
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-            if not isinstance(target, ast.Name):
-                continue
-            value = getattr(node, "value", None)
-            literal[target.id] = isinstance(value, ast.List | ast.Tuple) and all(
-                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
-            )
-        for name, is_list in literal.items():
-            if is_list and "REQUIRED" in name.upper() and "MIGRATION" in name.upper():
-                return f"{path.relative_to(root).as_posix()}:{name}"
+        names = [
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name)
+            and "REQUIRED" in target.id.upper()
+            and "MIGRATION" in target.id.upper()
+        ]
+        for name in dict.fromkeys(names):
+            spec = required.RequiredSpec(path.relative_to(root).as_posix(), name)
+            try:
+                required.read(spec, text)
+            except LanesError:
+                continue  # the gate could not read it either: do not offer it
+            return str(spec)
     return None
 
 

@@ -84,3 +84,16 @@ def test_a_required_list_reassigned_later_is_not_offered(unconfigured: Path) -> 
     )
     assert lanes_json(unconfigured, "init")[0] == 0
     assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "later",
+    ["AM_REQUIRED_MIGRATIONS += ['b.sql']", "AM_REQUIRED_MIGRATIONS = OTHER = compute()"],
+)
+def test_a_required_list_the_gate_cannot_read_is_not_offered(
+    unconfigured: Path, later: str
+) -> None:
+    guard = unconfigured / "scripts" / "schema_guard.py"
+    guard.write_text(guard.read_text().replace("\n\n\ndef check", f"\n{later}\n\n\ndef check", 1))
+    assert lanes_json(unconfigured, "init")[0] == 0
+    assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]

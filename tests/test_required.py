@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from integrator import required
-from lanes import scaffold
+from lanes import required, scaffold
 from lanes.errors import BadInput, Refused
 
 SPEC = required.RequiredSpec("scripts/schema_guard.py", "AM_REQUIRED_MIGRATIONS")
