@@ -7,6 +7,7 @@ repository-wide lock, the expensive checkout runs outside it, in parallel.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -130,11 +131,18 @@ def save_ignored(worktree: Path, archive_path: Path) -> tuple[int, list[str]]:
         with open(tmp, "wb") as raw:
             with tarfile.open(fileobj=raw, mode="w:gz") as tar:
                 for rel in sorted(kept):
+                    # Read whole before anything is written, so that a file unreadable (a
+                    # container's root-owned file) or changing size under us is left out
+                    # whole: a short member would make the rest of the archive unreadable.
                     try:
-                        tar.add(worktree / rel, arcname=rel, recursive=False)  # links stay
-                        saved += 1
-                    except OSError:  # unreadable (a container's root-owned file): say so
+                        info = tar.gettarinfo(str(worktree / rel), arcname=rel)
+                        data = (worktree / rel).read_bytes() if info.isreg() else b""
+                    except OSError:
                         skipped.append(rel)
+                        continue
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data) if info.isreg() else None)  # links stay
+                    saved += 1
             raw.flush()
             os.fsync(raw.fileno())
         if saved:
