@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -34,18 +35,46 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _inside(value: str) -> str:
+    """A path in the repository: relative, without '..', not empty."""
+    parts = PurePosixPath(value).parts
+    if not value.strip() or PurePosixPath(value).is_absolute() or ".." in parts or "\\" in value:
+        raise ValueError(f"{value!r} is not a path inside the repository, like scripts/x.txt")
+    return value
+
+
 class ManifestConfig(_Section):
     path: str
     entries_dir: str = ""
     required: str = ""
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _inside(value)
+
+    @field_validator("entries_dir")
+    @classmethod
+    def _dir(cls, value: str) -> str:
+        return _inside(value) if value else value
+
 
 class VersionConfig(_Section):
     files: list[str] = []
 
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: list[str]) -> list[str]:
+        return [_inside(v) for v in value]
+
 
 class DeployConfig(_Section):
     workflow: str
+
+    @field_validator("workflow")
+    @classmethod
+    def _workflow(cls, value: str) -> str:
+        return _inside(value)
 
 
 class Settings(_Section):
@@ -182,12 +211,24 @@ _SECTIONS: dict[str, type[_Section]] = {
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():  # a directory, a dangling link, /dev/null: not silently skipped
+        raise BadInput(
+            "bad-config",
+            f"{path} is not a regular file",
+            hint=f"make {path.name} a TOML file, or remove it",
+        )
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(
-            "bad-config", f"{path.name} is not valid TOML: {exc}", hint=f"fix the syntax of {path}"
-        ) from exc
+            "bad-config",
+            f"{path.name} is not valid TOML (UTF-8): {exc}",
+            hint=f"fix the syntax of {path}",
+        ) from None
+    except OSError as exc:
+        raise BadInput(
+            "bad-config", f"cannot read {path}: {exc.strerror}", hint=f"check {path}"
+        ) from None
 
 
 def settings_from(raw: dict[str, Any], source: str) -> Settings:
@@ -223,9 +264,9 @@ def load(cwd: Path | None = None) -> Config:
 def load_at(main_checkout: Path, common_dir: Path) -> Config:
     lanes_toml = main_checkout / "lanes.toml"
     pyproject = main_checkout / "pyproject.toml"
-    if lanes_toml.is_file():
+    if os.path.lexists(lanes_toml):
         raw, source = _read_toml(lanes_toml), "lanes.toml"
-    elif pyproject.is_file() and "lanes" in _read_toml(pyproject).get("tool", {}):
+    elif os.path.lexists(pyproject) and "lanes" in _read_toml(pyproject).get("tool", {}):
         raw, source = _read_toml(pyproject)["tool"]["lanes"], "pyproject.toml"
     else:
         raw, source = {}, "defaults"

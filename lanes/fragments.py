@@ -24,6 +24,7 @@ from lanes.names import check_entry
 
 BUMPS = ("patch", "minor", "major")  # in increasing order
 WITHDRAWN = "withdrawn"  # beside fragments/ in a claim directory
+PATCH_FILE_LIMIT = 1 << 20  # bytes
 
 
 class _Fragment(BaseModel):
@@ -108,6 +109,19 @@ def parse_patch_file(path: Path) -> DeployFragment:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
+    if path.is_file() and path.stat().st_size > PATCH_FILE_LIMIT:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is {path.stat().st_size:,} bytes: a patch file is at most "
+            f"{PATCH_FILE_LIMIT:,}",
+            hint="a deploy patch is a short list of operations",
+        )
+    if path.exists() and not path.is_file():  # /dev/zero, a FIFO, a folder
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a regular file",
+            hint="give the path of a JSON Patch file",
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -124,6 +138,12 @@ def parse_patch_file(path: Path) -> DeployFragment:
         ) from None
     try:
         doc = YAML(typ="safe", pure=True).load(text)
+    except RecursionError:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} nests too deeply to be a JSON Patch",
+            hint="write the patch as a flat list of operations",
+        ) from None
     except YAMLError as exc:
         raise BadInput(
             "bad-fragment",
@@ -136,7 +156,10 @@ def parse_patch_file(path: Path) -> DeployFragment:
             f"{path} is not a JSON Patch: the document must be a list of operations",
             hint='e.g. [{"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}]',
         )
-    problem = _not_json(doc, "")
+    try:
+        problem = _not_json(doc, "")
+    except RecursionError:
+        problem = "it nests too deeply"
     if problem:
         raise BadInput(
             "bad-fragment",

@@ -133,6 +133,19 @@ def init(cwd: Path, force: bool = False) -> InitResult:
     where = git.locate(cwd)
     root = where.main_checkout
     target = root / "lanes.toml"
+    for path in (target, root / ".gitignore"):  # checked before anything is written
+        if os.path.lexists(path) and not path.is_file():
+            raise BadInput(
+                "bad-config", f"{path} is not a regular file", hint=f"move {path.name} away"
+            )
+    try:
+        existing_ignore = (root / ".gitignore").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing_ignore = ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(
+            "bad-config", f"cannot read {root / '.gitignore'} as text: {exc}", hint="fix it"
+        ) from None
     if target.exists() and not force:
         raise BadInput(
             "config-exists",
@@ -168,12 +181,11 @@ def init(cwd: Path, force: bool = False) -> InitResult:
     tmp = target.with_name(f".lanes.toml.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, target)  # whole or not at all
-    _ignore(root / ".gitignore", "/" + Settings().inbox.strip("/") + "/")
+    _ignore(root / ".gitignore", existing_ignore, "/" + Settings().inbox.strip("/") + "/")
     return found
 
 
-def _ignore(gitignore: Path, pattern: str) -> None:
-    existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+def _ignore(gitignore: Path, existing: str, pattern: str) -> None:
     if pattern in existing.splitlines():
         return
     sep = "" if not existing or existing.endswith("\n") else "\n"

@@ -119,3 +119,32 @@ def test_the_hint_lists_the_keys_of_the_section_that_has_the_unknown_one(seed_re
     with pytest.raises(BadInput) as info:
         config.load(seed_repo)
     assert info.value.hint.startswith("known keys in [manifest]: path, entries_dir, required")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[manifest]\npath = "../outside.txt"\n',
+        '[manifest]\npath = ""\n',
+        '[version]\nfiles = ["../../etc/passwd"]\n',
+        '[deploy]\nworkflow = "/abs/deploy.yml"\n',
+    ],
+)
+def test_surface_paths_outside_the_repository_are_refused(seed_repo: Path, text: str) -> None:
+    (seed_repo / "lanes.toml").write_text(text)
+    with pytest.raises(BadInput) as info:
+        config.load(seed_repo)
+    assert "not a path inside the repository" in info.value.message
+
+
+@pytest.mark.parametrize("kind", ["directory", "not-utf8"])
+def test_a_lanes_toml_that_cannot_be_read_is_refused_not_skipped(
+    seed_repo: Path, kind: str
+) -> None:
+    target = seed_repo / "lanes.toml"
+    if kind == "directory":
+        target.mkdir()
+    else:
+        target.write_bytes(b"\xff\xfe")
+    rc, doc = lanes_json(seed_repo, "status")
+    assert (rc, doc["error"]) == (2, "bad-config")

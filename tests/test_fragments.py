@@ -58,6 +58,9 @@ PATCHES: dict[str, str | bytes] = {
     "complex-key.yml": "- {op: add, path: /a, value: {[1, 2]: x}}\n",
     "nan.yml": "- {op: add, path: /a, value: .nan}\n",
     "not-utf8.json": b"\xff\xfe[]",
+    "deep.json": "[" * 5000,
+    "deep-valid.json": '[{"op": "add", "path": "/a", "value": ' + "[" * 800 + "]" * 800 + "}]",
+    "huge.json": "[" + " " * (fragments.PATCH_FILE_LIMIT + 1) + "]",
 }
 
 
@@ -83,6 +86,7 @@ def test_invalid_deploy_patches_exit_2_and_change_nothing(
         (("manifest", "dir/file.sql"), "bad-entry"),
         (("manifest", ".hidden"), "bad-entry"),
         (("deploy", "missing.yml"), "bad-fragment"),
+        (("deploy", "/dev/zero"), "bad-fragment"),
     ],
 )
 def test_invalid_fragments_exit_2_and_change_nothing(

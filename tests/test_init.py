@@ -97,3 +97,15 @@ def test_a_required_list_the_gate_cannot_read_is_not_offered(
     guard.write_text(guard.read_text().replace("\n\n\ndef check", f"\n{later}\n\n\ndef check", 1))
     assert lanes_json(unconfigured, "init")[0] == 0
     assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("what", ["lanes.toml", ".gitignore"])
+def test_init_force_refuses_a_folder_in_the_way_and_writes_nothing(
+    unconfigured: Path, what: str
+) -> None:
+    (unconfigured / what).unlink(missing_ok=True)
+    (unconfigured / what).mkdir()
+    before = snapshot(unconfigured)
+    rc, doc = lanes_json(unconfigured, "init", "--force")
+    assert (rc, doc["error"]) == (2, "bad-config")
+    assert snapshot(unconfigured) == before
