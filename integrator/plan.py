@@ -18,7 +18,7 @@ from integrator import trailers
 from integrator.surfaces import deploy, manifest, version
 from lanes import claims, fragments, git, state, submit
 from lanes.config import Config
-from lanes.errors import BadInput, OperationalError
+from lanes.errors import BadInput
 from lanes.fragments import DeployFragment, ManifestFragment, PatchOp, VersionFragment
 
 APPLIED = "fragments.applied"  # beside fragments/ in the claim dir, once main has moved
@@ -79,8 +79,10 @@ def read(cfg: Config, wave: str) -> Plan:
     repo = cfg.main_checkout
     head = git.rev_parse(repo, cfg.main)
     if head is None:
-        raise OperationalError(
-            "no-main", f"branch {cfg.main!r} does not exist", hint="set main in lanes.toml"
+        raise BadInput(
+            "no-main",
+            f"the integration branch {cfg.main!r} does not exist",
+            hint=f"commit to {cfg.main!r} first, or set main in the lanes configuration",
         )
     landed = trailers.landed(repo, head, wave)
     done = {ld.lane for ld in landed if ld.lane}

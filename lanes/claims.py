@@ -120,6 +120,8 @@ def claim(
     check_lane(lane)
     check_agent(agent)
     sparse = worktrees.check_sparse(sparse)
+    if base is not None and not base.strip():
+        raise BadInput("bad-base", "--base is empty", hint="omit --base, or name a commit")
     base_ref = base or cfg.main
     if base_ref.removeprefix("refs/heads/").startswith("lanes/"):
         raise BadInput(
@@ -143,6 +145,15 @@ def claim(
             f"{base_ref!r} is not a commit in this repository",
             hint=f"omit --base to branch from {cfg.main}, or name an existing branch or commit",
         )
+    _check_worktree_root(cfg)
+    for folder in sparse:
+        if not git.is_dir_at(cfg.main_checkout, base_sha, folder):
+            raise BadInput(
+                "bad-sparse",
+                f"--sparse {folder!r} is not a directory in {base_ref}",
+                hint="give a directory of the repository, like src/api (cone mode checks out "
+                "whole directories)",
+            )
     from lanes import state
 
     if state.lane_state(cfg, wave, lane) == "integrated":
@@ -236,6 +247,25 @@ def held(cfg: Config, wave: str, lane: str) -> tuple[Path, ClaimRecord]:
             hint=f"claim it with: lanes claim {wave} {lane} --agent ID",
         )
     return claim_dir, record
+
+
+def _check_worktree_root(cfg: Config) -> None:
+    """worktree_root must be a directory outside the main checkout (inside, every lane
+    would show up in the checkout's `git status`)."""
+    root = Path(cfg.settings.worktree_root)
+    if not root.is_dir():
+        raise BadInput(
+            "bad-config",
+            f"worktree_root {root} is not a directory",
+            hint="create it, or set worktree_root to a directory such as /tmp",
+        )
+    real, checkout = root.resolve(), cfg.main_checkout.resolve()
+    if real == checkout or checkout in real.parents:
+        raise BadInput(
+            "bad-config",
+            f"worktree_root {root} is inside the main checkout {checkout}",
+            hint="set worktree_root to a directory outside the repository, such as /tmp",
+        )
 
 
 def _not_integrated(cfg: Config, wave: str, lane: str, why: str, instead: str) -> None:

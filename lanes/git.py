@@ -100,9 +100,15 @@ def locate(cwd: Path) -> Location:
     )
     lines = res.stdout.splitlines()
     if res.returncode != 0 and len(lines) < 2:
+        no_tree = "work tree" in (res.stderr or "")  # a bare repository, or inside .git
         raise OperationalError(
             "not-a-repository",
-            f"{cwd} is not inside a git repository",
+            f"{cwd} is "
+            + (
+                "in a git repository but not in a checkout of it"
+                if no_tree
+                else "not inside a git repository"
+            ),
             hint="run lanes from the main checkout or from a lane's worktree",
         )
     toplevel = Path(lines[0])
@@ -350,6 +356,12 @@ def log_grep(repo: Path, ref: str, pattern: str) -> list[tuple[str, str]]:
     """(sha, message) of commits reachable from `ref` whose message matches (ERE), newest first."""
     res = run(["log", "-E", f"--grep={pattern}", "--format=%H%x00%B%x1e", ref, "--"], repo)
     return _split_log(res.stdout)
+
+
+def is_dir_at(repo: Path, rev: str, path: str) -> bool:
+    """Whether `path` is a directory (a tree) in `rev`."""
+    res = run(["cat-file", "-t", f"{rev}:{path.strip('/')}"], repo, check=False)
+    return res.returncode == 0 and res.stdout.strip() == "tree"
 
 
 def show_file(repo: Path, rev: str, path: str) -> str | None:

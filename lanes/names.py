@@ -55,5 +55,6 @@ def check_entry(value: str) -> str:
         "entry",
         value,
         _ENTRY.fullmatch(value) is not None and ".." not in value,
-        "is a plain file name such as 261_legal_chain_v2.sql (no '/', no '..', no leading dot)",
+        "is a plain file name such as 261_legal_chain_v2.sql: letters, digits, '.', '_' and "
+        "'-', a letter or digit first, at most 200 characters, no '..'",
     )

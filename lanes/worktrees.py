@@ -21,7 +21,14 @@ def check_sparse(patterns: Sequence[str]) -> list[str]:
     """Cone-mode patterns are directories inside the repository."""
     for pattern in patterns:
         parts = Path(pattern).parts
-        if not pattern or Path(pattern).is_absolute() or ".." in parts or "*" in pattern:
+        if (
+            not pattern.strip()
+            or Path(pattern).is_absolute()
+            or ".." in parts
+            or "*" in pattern
+            or pattern[0] in "!-"  # a negation or an option, not a directory
+            or parts[0] == ".git"
+        ):
             raise BadInput(
                 "bad-sparse",
                 f"invalid --sparse path {pattern!r}",

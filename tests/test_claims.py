@@ -108,6 +108,11 @@ def test_race_of_32_processes_over_8_lanes(seed_repo: Path, cfg: config.Config) 
         ("claim", "44", "a.lock", "--agent", "x"),
         ("claim", "44", "a", "--agent", "x", "--sparse", "../etc"),
         ("claim", "44", "a", "--agent", "x", "--sparse", "/abs"),
+        ("claim", "44", "a", "--agent", "x", "--sparse", "!src"),
+        ("claim", "44", "a", "--agent", "x", "--sparse", "no-such-dir"),
+        ("claim", "44", "a", "--agent", "x", "--sparse", "pyproject.toml"),
+        ("claim", "44", "a", "--agent", "x", "--sparse", ".git"),
+        ("claim", "44", "a", "--agent", "x", "--base", ""),
         ("claim", "44", "a"),
         ("heartbeat", "44", "BAD"),
         ("release", "44/x", "a"),
@@ -295,3 +300,18 @@ def test_a_repository_without_its_main_branch_says_so(tmp_path: Path) -> None:
     assert (rc, doc["error"]) == (2, "no-main")
     assert "main = " in doc["hint"] and "--base" not in doc["hint"]
     assert not (repo / "tools").exists()
+
+
+@pytest.mark.parametrize("where", ["a-file", "inside-the-checkout"])
+def test_a_worktree_root_that_cannot_hold_lanes_is_refused(
+    seed_repo: Path, tmp_path: Path, where: str
+) -> None:
+    root = tmp_path / "a-file" if where == "a-file" else seed_repo / "lanes-here"
+    if where == "a-file":
+        root.write_text("x")
+    else:
+        root.mkdir()
+    (seed_repo / "lanes.toml").write_text(f'worktree_root = "{root}"\n')
+    rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "x")
+    assert (rc, doc["error"]) == (2, "bad-config") and "worktree_root" in doc["message"]
+    assert git(seed_repo, "branch", "--list", "lanes/44/a") == ""

@@ -34,8 +34,9 @@ def init(
 ) -> None:
     """Write a commented lanes.toml and git-ignore the inbox."""
     from lanes import init as init_mod
+    from lanes.cli.context import cwd
 
-    result = init_mod.init(Path.cwd(), force=force)
+    result = init_mod.init(cwd(), force=force)
     emit(
         plain(result),
         json_,

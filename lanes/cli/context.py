@@ -11,10 +11,24 @@ if TYPE_CHECKING:
     from lanes.config import Config
 
 
+def cwd() -> Path:
+    """Where the command runs; a directory removed under the shell is said, not a crash."""
+    from lanes.errors import OperationalError
+
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise OperationalError(
+            "no-cwd",
+            "the current directory no longer exists (was the worktree removed?)",
+            hint="cd into the main checkout or a lane's worktree and run it again",
+        ) from None
+
+
 def config() -> Config:
     from lanes import config as config_mod
 
-    return config_mod.load(Path.cwd())
+    return config_mod.load(cwd())
 
 
 def lane_from_branch(branch: str | None) -> tuple[str, str] | None:
@@ -35,7 +49,7 @@ def lane_of(
         raise BadInput(
             "bad-arguments",
             "give both WAVE and LANE, or neither (inside a lane's worktree)",
-            hint="lanes submit 44 api-dim-a, or run it from /tmp/<project>-44-api-dim-a",
+            hint="e.g. 44 api-dim-a; or neither, inside the lane's worktree",
         )
     here = lane_from_branch(cfg_branch)
     if here:
@@ -49,7 +63,8 @@ def lane_of(
     raise BadInput(
         "no-lane-here",
         "WAVE and LANE were not given and this is not a lane's worktree",
-        hint="give WAVE LANE, or run the command inside the worktree lanes claim made",
+        hint="give WAVE LANE (e.g. 44 api-dim-a), or run it inside the lane's worktree "
+        "(lanes status lists them)",
     )
 
 
@@ -58,7 +73,7 @@ def current_lane(wave: str | None, lane: str | None, typed: bool = True) -> tupl
     from lanes import config as config_mod
     from lanes import git
 
-    where = git.locate(Path.cwd())
+    where = git.locate(cwd())
     cfg = config_mod.load_at(where.main_checkout, where.common_dir)
     w, ln = lane_of(where.branch, wave, lane, typed)
     from lanes.names import check_lane, check_wave

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
@@ -70,7 +69,7 @@ def ledger(
 def _wave(cfg: Config, wave: str | None, follow: bool) -> str:
     """The wave typed; else the lane's, inside a lane's worktree; else the only one."""
     from lanes import claims, git, state
-    from lanes.cli.context import lane_from_branch
+    from lanes.cli.context import cwd, lane_from_branch
     from lanes.errors import BadInput
     from lanes.names import check_wave
 
@@ -85,7 +84,7 @@ def _wave(cfg: Config, wave: str | None, follow: bool) -> str:
             f"wave {wave!r} has no ledger in {cfg.inbox}",
             hint="known waves: " + (", ".join(known) or "none yet"),
         )
-    here = lane_from_branch(git.locate(Path.cwd()).branch)
+    here = lane_from_branch(git.locate(cwd()).branch)
     if here:
         return check_wave(here[0])
     if len(known) == 1:
@@ -109,6 +108,8 @@ def _show(
         return (not lane or ev.lane == lane) and (not agent or ev.agent == agent)
 
     if follow:
+        if not cfg.ledger_path(wave).exists():
+            say(f"wave {wave} has no ledger yet: waiting for its first event (Ctrl-C to stop)")
         for ev in log.follow():
             if keep(ev):
                 _print_line(ev, as_json)
