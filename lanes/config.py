@@ -96,8 +96,8 @@ class Settings(_Section):
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)  # a bare number means seconds
-        if isinstance(value, str):
-            parse_duration(value)
+        if isinstance(value, str) and parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} would make every claim stale at once; use e.g. 30m")
         return value
 
     @field_validator("project")

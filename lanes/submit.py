@@ -113,6 +113,7 @@ class SubmitResult:
 
 
 def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
+    claims.held(cfg, wave, lane)  # not-held before any lock file is made
     # Under the lane's lock: gc, reaping a stale lane, must see the submit or precede it.
     with claims.lane_lock(cfg, wave, lane):
         return _submit(cfg, wave, lane)

@@ -84,6 +84,7 @@ def test_commands_from_a_subfolder_of_the_main_checkout_find_it(seed_repo: Path)
         ('inbox = "."\n', "inbox"),
         ('inbox = ".git/lanes"\n', "inbox"),
         ('main = ""\n', "main"),
+        ('stale_after = "0s"\n', "stale_after"),
         ("main = \n", "TOML"),
     ],
 )
