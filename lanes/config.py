@@ -261,13 +261,21 @@ def load(cwd: Path | None = None) -> Config:
     return load_at(where.main_checkout, where.common_dir)
 
 
+def tool_lanes(pyproject: Path) -> Any:
+    """The `[tool.lanes]` table of a pyproject.toml, or None when it has none (or no file)."""
+    if not os.path.lexists(pyproject):
+        return None
+    tool = _read_toml(pyproject).get("tool")
+    return tool.get("lanes") if isinstance(tool, dict) else None
+
+
 def load_at(main_checkout: Path, common_dir: Path) -> Config:
     lanes_toml = main_checkout / "lanes.toml"
     pyproject = main_checkout / "pyproject.toml"
     if os.path.lexists(lanes_toml):
         raw, source = _read_toml(lanes_toml), "lanes.toml"
-    elif os.path.lexists(pyproject) and "lanes" in _read_toml(pyproject).get("tool", {}):
-        raw, source = _read_toml(pyproject)["tool"]["lanes"], "pyproject.toml"
+    elif (table := tool_lanes(pyproject)) is not None:
+        raw, source = table, "pyproject.toml"
     else:
         raw, source = {}, "defaults"
     return Config(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lanes import git
-from lanes.config import Settings, settings_from
+from lanes.config import Settings, settings_from, tool_lanes
 from lanes.errors import BadInput, LanesError
 
 
@@ -83,11 +83,11 @@ def _project_name(directory: str) -> str:
     return re.sub(r"[.]{2,}", ".", name)[:64] or "project"
 
 
-def _has_tool_lanes(pyproject: Path) -> bool:
+def _configured_in_pyproject(pyproject: Path) -> bool:
     try:
-        return "lanes" in tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {})
-    except (OSError, ValueError):
-        return False
+        return tool_lanes(pyproject) is not None
+    except BadInput:
+        return False  # a broken pyproject.toml: lanes.toml will not read it anyway
 
 
 def _render(root: Path, found: InitResult, main: str) -> str:
@@ -152,7 +152,7 @@ def init(cwd: Path, force: bool = False) -> InitResult:
             f"{target} already exists",
             hint="edit it, or run lanes init --force to write it again",
         )
-    if _has_tool_lanes(root / "pyproject.toml") and not force:
+    if not force and _configured_in_pyproject(root / "pyproject.toml"):
         raise BadInput(
             "config-exists",
             "pyproject.toml already configures lanes in [tool.lanes]; a lanes.toml would "

@@ -95,9 +95,11 @@ def _restore_commands(cfg: Config, base: str, paths: list[str]) -> list[str]:
 
 
 def _entries(text: str | None) -> list[str]:
-    """The manifest's entries, as the integrator reads them: a `#` starts a comment."""
-    names = (line.split("#", 1)[0].strip() for line in (text or "").splitlines())
-    return [name for name in names if name]
+    """The manifest's entries, read by the integrator's own reader so the two never differ
+    (a pure text module: importing it loads nothing else of the integrator)."""
+    from integrator.surfaces import manifest
+
+    return manifest.entries(text or "")
 
 
 @dataclass(frozen=True)

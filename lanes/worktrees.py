@@ -183,7 +183,8 @@ def kept_for(cfg: Config, path: Path, branch: str) -> bool:
     `lanes release --keep-worktree`: a new claim of the lane takes it over as it is."""
     if not is_worktree(path):
         return False  # not a worktree, or a symlink (worktree_root itself may be one: /tmp)
-    if git.head_branch(path) != f"refs/heads/{branch}":
-        return False
-    common = git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"], path, check=False)
-    return common.returncode == 0 and Path(common.stdout.strip()) == cfg.common_dir
+    try:
+        where = git.locate(path)
+    except OperationalError:
+        return False  # a .git file that leads nowhere
+    return where.branch == branch and where.common_dir.resolve() == cfg.common_dir.resolve()

@@ -79,8 +79,6 @@ def heartbeat(wave: WaveArg = None, lane: LaneArg = None, json_: JsonOpt = False
 
 
 def _drop(fragment: object, json_: bool) -> None:
-    from rich.markup import escape
-
     from lanes import claims, fragments
     from lanes.cli.context import current_lane
 
@@ -102,10 +100,16 @@ def _drop(fragment: object, json_: bool) -> None:
 
     def human() -> None:
         say(f"fragment {path.name} added to {w}/{ln}")
-        for warning in warnings:
-            say(f"[yellow]warning:[/] {escape(warning)}")
+        _warn(warnings)
 
     emit(doc, json_, human)
+
+
+def _warn(warnings: list[str]) -> None:
+    from rich.markup import escape
+
+    for warning in warnings:
+        say(f"[yellow]warning:[/] {escape(warning)}")
 
 
 @fragment_app.command("manifest")
@@ -163,8 +167,6 @@ def fragment_withdraw(
 
 def submit(wave: WaveArg = None, lane: LaneArg = None, json_: JsonOpt = False) -> None:
     """Hand the lane to the integrator (refused if it edited a contended file)."""
-    from rich.markup import escape
-
     from lanes import submit as submit_mod
     from lanes.cli.context import current_lane
 
@@ -173,8 +175,7 @@ def submit(wave: WaveArg = None, lane: LaneArg = None, json_: JsonOpt = False) -
 
     def human() -> None:
         say(f"submitted {w}/{ln}: {result.commits} commit(s), {result.fragments} fragment(s)")
-        for warning in result.warnings:
-            say(f"[yellow]warning:[/] {escape(warning)}")
+        _warn(result.warnings)
 
     emit(plain(result), json_, human)
 

@@ -73,20 +73,16 @@ def _wave(cfg: Config, wave: str | None, follow: bool) -> str:
     from lanes.errors import BadInput
     from lanes.names import check_wave
 
-    known = state.waves(cfg)
     if wave:
         check_wave(wave)
         # A wave whose file is gone but whose anchor is kept is known: verify says so.
-        if wave in known or follow or claims.ledger(cfg, wave).anchor_path.exists():
+        if follow or claims.ledger(cfg, wave).anchor_path.exists():
             return wave
-        raise BadInput(
-            "unknown-wave",
-            f"wave {wave!r} has no ledger in {cfg.inbox}",
-            hint="known waves: " + (", ".join(known) or "none yet"),
-        )
+        return state.known_wave(cfg, wave)
     here = lane_from_branch(git.locate(cwd()).branch)
     if here:
         return check_wave(here[0])
+    known = state.waves(cfg)
     if len(known) == 1:
         return known[0]
     raise BadInput(
