@@ -46,7 +46,9 @@ def _git(cwd: Path, *args: str) -> str:
 def build(root: Path, n: int) -> Path:
     """A seed-shaped repository with `n` submitted lanes (in this process, not timed)."""
     from lanes import claims, config, fragments, scaffold, submit
-    from lanes.fragments import DeployFragment, PatchOp
+    from lanes.surfaces import manifest as manifest_surface
+    from lanes.surfaces import version as version_surface
+    from lanes.surfaces.deploy import DeployFragment, PatchOp
 
     repo = scaffold.make_seed_repo(root / "jpcite", root / "wt")
     cfg = config.load(repo)
@@ -58,8 +60,8 @@ def build(root: Path, n: int) -> Path:
         (worktree / "src" / f"{lane.replace('-', '_')}.py").write_text(f"N = {i}\n")
         _git(worktree, "add", "--all")
         _git(worktree, "commit", "-q", "-m", f"{lane}: work")
-        fragments.drop(cfg, WAVE, lane, fragments.manifest([entry]))
-        fragments.drop(cfg, WAVE, lane, fragments.version("patch"))
+        fragments.drop(cfg, WAVE, lane, manifest_surface.fragment([entry]))
+        fragments.drop(cfg, WAVE, lane, version_surface.fragment("patch"))
         if i % 5 == 0:
             op = {
                 "op": "add",

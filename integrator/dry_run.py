@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from integrator import plan
-from integrator.surfaces import version
 from lanes import git
 from lanes.config import Config
+from lanes.surfaces import version
 
 
 @dataclass(frozen=True)

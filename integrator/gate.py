@@ -18,12 +18,12 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from integrator import trailers
-from integrator import workflows as wf
 from lanes import claims, git, state
-from lanes import required as required_mod
 from lanes.config import Config
 from lanes.errors import BadInput, LanesError
 from lanes.submit import branch_violations
+from lanes.surfaces import required as required_mod
+from lanes.surfaces import workflows as wf
 
 CHECKS = (
     "manifest-required",

@@ -26,10 +26,10 @@ from typing import Any
 
 from integrator import checkout, plan, trailers
 from integrator.plan import Bounce, BounceError, LanePlan
-from integrator.surfaces import version
 from lanes import claims, git, state, worktrees
 from lanes.config import Config
 from lanes.errors import Contention, LanesError, OperationalError
+from lanes.surfaces import version
 
 AGENT = "integrator"
 LOCK = "integrate.lock"

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from integrator import trailers
-from integrator.surfaces import deploy, manifest, version
 from lanes import claims, fragments, git, state, submit
 from lanes.config import Config
 from lanes.errors import BadInput
-from lanes.fragments import DeployFragment, ManifestFragment, PatchOp, VersionFragment
+from lanes.surfaces import deploy, manifest, version
+from lanes.surfaces.deploy import DeployFragment, PatchOp
+from lanes.surfaces.manifest import ManifestFragment
+from lanes.surfaces.version import VersionFragment
 
 APPLIED = "fragments.applied"  # beside fragments/ in the claim dir, once main has moved
 

@@ -1,222 +1,45 @@
 """Fragments: what a lane asks of the contended files, validated when dropped.
 
 A fragment is data, never code: manifest entries (plain file names), a version bump
-(major, minor or patch) or a deploy-workflow change as a JSON Patch (RFC 6902). Each is
-one JSON file in the lane's `fragments/` directory, written whole by a rename.
+(major, minor or patch) or a deploy-workflow change as a JSON Patch (RFC 6902). Each model
+and its validation lives with its surface (lanes/surfaces/); this module stores them: one
+JSON file in the lane's `fragments/` directory each, written whole by a rename.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError
 
 from lanes.config import Config
 from lanes.errors import BadInput
-from lanes.names import check_entry
+from lanes.surfaces.base import first_error
+from lanes.surfaces.deploy import DeployFragment, PatchOp, parse_patch_file
+from lanes.surfaces.manifest import ManifestFragment
+from lanes.surfaces.version import BUMPS, VersionFragment
 
-BUMPS = ("patch", "minor", "major")  # in increasing order
+__all__ = [  # the fragment models live with their surfaces; these are re-exported
+    "BUMPS",
+    "DeployFragment",
+    "ManifestFragment",
+    "PatchOp",
+    "VersionFragment",
+    "parse_patch_file",
+]
+
 WITHDRAWN = "withdrawn"  # beside fragments/ in a claim directory
-PATCH_FILE_LIMIT = 1 << 20  # bytes
-
-
-class _Fragment(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ManifestFragment(_Fragment):
-    kind: Literal["manifest"] = "manifest"
-    entries: list[str] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _plain_names(self) -> ManifestFragment:
-        for entry in self.entries:
-            try:
-                check_entry(entry)
-            except BadInput as exc:  # as a ValueError, pydantic names the field and file
-                raise ValueError(exc.message) from None
-        return self
-
-
-class VersionFragment(_Fragment):
-    kind: Literal["version"] = "version"
-    bump: Literal["major", "minor", "patch"]
-
-
-class PatchOp(_Fragment):
-    """One RFC 6902 operation."""
-
-    op: Literal["add", "remove", "replace", "move", "copy", "test"]
-    path: str
-    value: Any = None
-    from_: str | None = Field(default=None, alias="from")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _required_members(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            op = data.get("op")
-            if op in ("add", "replace", "test") and "value" not in data:
-                raise ValueError(f"a {op!r} operation needs a 'value'")
-            if op in ("move", "copy") and "from" not in data:
-                raise ValueError(f"a {op!r} operation needs a 'from'")
-        return data
-
-    @model_validator(mode="after")
-    def _pointers(self) -> PatchOp:
-        for pointer in (self.path, self.from_):
-            if pointer is not None and pointer != "" and not pointer.startswith("/"):
-                raise ValueError(f"{pointer!r} is not a JSON Pointer (it must start with '/')")
-            if pointer and re.search("~(?![01])", pointer):
-                raise ValueError(
-                    f"{pointer!r} is not a JSON Pointer: '~' must be written '~0' and '/' "
-                    "inside a name '~1'"
-                )
-        return self
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"op": self.op, "path": self.path}
-        if self.op in ("add", "replace", "test"):
-            doc["value"] = self.value
-        if self.from_ is not None:
-            doc["from"] = self.from_
-        return doc
-
-
-class DeployFragment(_Fragment):
-    kind: Literal["deploy"] = "deploy"
-    patch: list[PatchOp] = Field(min_length=1)
-    source: str = ""  # the file name it was read from, for people
 
 
 Fragment = Annotated[
     ManifestFragment | VersionFragment | DeployFragment, Field(discriminator="kind")
 ]
 _FRAGMENT = TypeAdapter(Fragment)
-
-
-def parse_patch_file(path: Path) -> DeployFragment:
-    """Read a JSON Patch written in JSON or YAML; refuse anything else with exit 2."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    if path.is_file() and path.stat().st_size > PATCH_FILE_LIMIT:
-        raise BadInput(
-            "bad-fragment",
-            f"{path} is {path.stat().st_size:,} bytes: a patch file is at most "
-            f"{PATCH_FILE_LIMIT:,}",
-            hint="a deploy patch is a short list of operations",
-        )
-    if path.exists() and not path.is_file():  # /dev/zero, a FIFO, a folder
-        raise BadInput(
-            "bad-fragment",
-            f"{path} is not a regular file",
-            hint="give the path of a JSON Patch file",
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(
-            "bad-fragment",
-            f"cannot read {path}: {exc.strerror}",
-            hint="give the path of a JSON Patch file",
-        ) from exc
-    except UnicodeDecodeError:
-        raise BadInput(
-            "bad-fragment",
-            f"{path} is not UTF-8 text",
-            hint="write the patch as a JSON or YAML file in UTF-8",
-        ) from None
-    try:
-        doc = YAML(typ="safe", pure=True).load(text)
-    except RecursionError:
-        raise BadInput(
-            "bad-fragment",
-            f"{path} nests too deeply to be a JSON Patch",
-            hint="write the patch as a flat list of operations",
-        ) from None
-    except YAMLError as exc:
-        raise BadInput(
-            "bad-fragment",
-            f"{path} is neither JSON nor YAML: {exc}",
-            hint="write the patch as a JSON or YAML list of operations",
-        ) from exc
-    if not isinstance(doc, list):
-        raise BadInput(
-            "bad-fragment",
-            f"{path} is not a JSON Patch: the document must be a list of operations",
-            hint='e.g. [{"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}]',
-        )
-    try:
-        problem = _not_json(doc, "")
-    except RecursionError:
-        problem = "it nests too deeply"
-    if problem:
-        raise BadInput(
-            "bad-fragment",
-            f"{path} is not a JSON Patch: {problem}",
-            hint="a patch holds only what JSON can: strings, numbers, true/false, null, "
-            "lists and string-keyed mappings; quote dates and other YAML-only values",
-        )
-    try:
-        return DeployFragment(patch=[PatchOp.model_validate(op) for op in doc], source=path.name)
-    except ValidationError as exc:
-        raise BadInput(
-            "bad-fragment",
-            f"{path} is not a valid JSON Patch (RFC 6902): " + _first_error(exc),
-            hint="each operation needs op (add, remove, replace, move, copy, test), "
-            "a path starting with '/', and value or from as its op requires",
-        ) from None
-
-
-def _not_json(node: Any, where: str) -> str:
-    """What in a YAML-loaded document JSON cannot hold ('' when nothing): dates, sets,
-    binary, non-string keys, NaN and infinities."""
-    if node is None or isinstance(node, bool | int | str):
-        return ""
-    if isinstance(node, float):
-        return "" if math.isfinite(node) else f"{node} at {where or '/'} is not a JSON number"
-    if isinstance(node, list):
-        return next(
-            (p for i, item in enumerate(node) if (p := _not_json(item, f"{where}/{i}"))), ""
-        )
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if not isinstance(key, str):
-                return f"the key {key!r} at {where or '/'} is not a string"
-            if problem := _not_json(value, f"{where}/{key}"):
-                return problem
-        return ""
-    return f"{type(node).__name__} value {node!r} at {where or '/'} has no JSON form"
-
-
-def manifest(entries: list[str]) -> ManifestFragment:
-    for entry in entries:
-        check_entry(entry)
-    if not entries:
-        raise BadInput(
-            "bad-fragment",
-            "no manifest entries given",
-            hint="lanes fragment manifest 261_legal_chain_v2.sql",
-        )
-    return ManifestFragment(entries=entries)
-
-
-def version(bump: str) -> VersionFragment:
-    if bump not in BUMPS:
-        raise BadInput(
-            "bad-bump", f"{bump!r} is not a version bump", hint="use one of: major, minor, patch"
-        )
-    return VersionFragment.model_validate({"bump": bump})
 
 
 def fragment_to_json(
@@ -261,18 +84,12 @@ def read_all(
         except ValidationError as exc:
             raise BadInput(
                 "bad-fragment",
-                f"fragment {path.name} is invalid: " + _first_error(exc),
+                f"fragment {path.name} is invalid: " + first_error(exc),
                 hint=f"take it back with `lanes fragment withdraw {path.name}` in the lane's "
                 "worktree, and drop a valid one",
                 fragment=str(path),
             ) from None
     return found
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
 def drop(

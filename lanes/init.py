@@ -43,7 +43,7 @@ def _find_required(root: Path) -> str | None:
     guard's) that the gate can read, checked by the gate's own reader (ast, never run)."""
     import ast
 
-    from lanes import required
+    from lanes.surfaces import required
 
     for path in sorted(root.glob("scripts/**/*.py")):
         try:

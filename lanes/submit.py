@@ -97,7 +97,7 @@ def _restore_commands(cfg: Config, base: str, paths: list[str]) -> list[str]:
 def _entries(text: str | None) -> list[str]:
     """The manifest's entries, read by the integrator's own reader so the two never differ
     (a pure text module: importing it loads nothing else of the integrator)."""
-    from integrator.surfaces import manifest
+    from lanes.surfaces import manifest
 
     return manifest.entries(text or "")
 

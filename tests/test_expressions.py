@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrator import expressions as ex
+from lanes.surfaces import expressions as ex
 
 
 def value(text: str, context: dict[str, Any] | None = None) -> Any:

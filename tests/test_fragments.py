@@ -9,6 +9,7 @@ import pytest
 
 from lanes import claims, config, fragments
 from lanes.errors import BadInput
+from lanes.surfaces import deploy as deploy_surface
 from tests.conftest import lanes_json, snapshot
 
 
@@ -60,7 +61,7 @@ PATCHES: dict[str, str | bytes] = {
     "not-utf8.json": b"\xff\xfe[]",
     "deep.json": "[" * 5000,
     "deep-valid.json": '[{"op": "add", "path": "/a", "value": ' + "[" * 800 + "]" * 800 + "}]",
-    "huge.json": "[" + " " * (fragments.PATCH_FILE_LIMIT + 1) + "]",
+    "huge.json": "[" + " " * (deploy_surface.PATCH_FILE_LIMIT + 1) + "]",
 }
 
 

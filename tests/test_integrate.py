@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from integrator import integrate, trailers
-from integrator.surfaces import manifest as manifest_surface
 from lanes import claims, config, fragments, scaffold, state
 from lanes import submit as submit_mod
 from lanes.config import Config
 from lanes.errors import Refused
-from lanes.fragments import DeployFragment, PatchOp
+from lanes.surfaces import manifest as manifest_surface
+from lanes.surfaces import version as version_surface
+from lanes.surfaces.deploy import DeployFragment, PatchOp
 from tests.conftest import commit_file, git, lanes_json, run_lanes, snapshot
 
 WAVE = "44"
@@ -28,11 +29,11 @@ WAVE = "44"
 
 
 def manifest_frag(*entries: str) -> fragments.ManifestFragment:
-    return fragments.manifest(list(entries))
+    return manifest_surface.fragment(list(entries))
 
 
 def version_frag(bump: str) -> fragments.VersionFragment:
-    return fragments.version(bump)
+    return version_surface.fragment(bump)
 
 
 def deploy_frag(*ops: dict[str, Any]) -> DeployFragment:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from integrator import checkout, integrate
-from integrator.surfaces import manifest as manifest_surface
 from lanes import claims, scaffold, state
 from lanes.config import Config
+from lanes.surfaces import manifest as manifest_surface
 from tests.conftest import git, run_lanes
 from tests.test_integrate import (
     WAVE,

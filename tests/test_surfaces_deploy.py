@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from integrator.surfaces import deploy
 from lanes import scaffold
-from lanes.fragments import PatchOp
+from lanes.surfaces import deploy
+from lanes.surfaces.deploy import PatchOp
 
 SEED = scaffold.DEPLOY
 

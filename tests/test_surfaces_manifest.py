@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrator.surfaces import manifest
 from lanes import scaffold
+from lanes.surfaces import manifest
 
 SEED = scaffold.MANIFEST_TEXT.format(entries="\n".join(scaffold.REQUIRED))
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrator.surfaces import version
 from lanes import scaffold
 from lanes.errors import BadInput, Refused
+from lanes.surfaces import version
 
 PYPROJECT = scaffold.PYPROJECT.format(
     version="0.3.5", worktree_root="/tmp", test_command="", manifest=scaffold.MANIFEST

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from integrator import workflows as wf
+from lanes.surfaces import workflows as wf
 
 CORPUS = Path(__file__).parent / "data" / "workflows"
 

@@ -120,9 +120,9 @@ def fragment_manifest(
     json_: JsonOpt = False,
 ) -> None:
     """Ask for entries in the boot manifest (run inside the lane's worktree)."""
-    from lanes import fragments
+    from lanes.surfaces import manifest
 
-    _drop(fragments.manifest(entries), json_)
+    _drop(manifest.fragment(entries), json_)
 
 
 @fragment_app.command("version")
@@ -131,9 +131,9 @@ def fragment_version(
     json_: JsonOpt = False,
 ) -> None:
     """Ask for a version bump (run inside the lane's worktree)."""
-    from lanes import fragments
+    from lanes.surfaces import version
 
-    _drop(fragments.version(bump), json_)
+    _drop(version.fragment(bump), json_)
 
 
 @fragment_app.command("deploy")
@@ -142,9 +142,9 @@ def fragment_deploy(
     json_: JsonOpt = False,
 ) -> None:
     """Ask for a change to the deploy workflow (run inside the lane's worktree)."""
-    from lanes import fragments
+    from lanes.surfaces import deploy
 
-    _drop(fragments.parse_patch_file(patch_file), json_)
+    _drop(deploy.parse_patch_file(patch_file), json_)
 
 
 @fragment_app.command("withdraw")

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Literal
 
+from pydantic import Field, model_validator
+
+from lanes.errors import BadInput
+from lanes.names import check_entry
+from lanes.surfaces.base import FragmentModel
+
+KIND = "manifest"
+INSTEAD = "lanes fragment manifest ENTRY..."
 _NUMBER = re.compile(r"(\d+)")
 
 
@@ -63,3 +72,32 @@ def _insert(lines: list[str], entry: str, newline: str) -> list[str]:
         out[at - 1] += newline  # the line before had no end: give it one, change nothing else
     out.insert(at, entry + newline)
     return out
+
+
+# -- the fragment ----------------------------------------------------------------------
+
+
+class ManifestFragment(FragmentModel):
+    kind: Literal["manifest"] = "manifest"
+    entries: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _plain_names(self) -> ManifestFragment:
+        for entry in self.entries:
+            try:
+                check_entry(entry)
+            except BadInput as exc:  # as a ValueError, pydantic names the field and file
+                raise ValueError(exc.message) from None
+        return self
+
+
+def fragment(entries: list[str]) -> ManifestFragment:
+    for entry in entries:
+        check_entry(entry)
+    if not entries:
+        raise BadInput(
+            "bad-fragment",
+            "no manifest entries given",
+            hint="lanes fragment manifest 261_legal_chain_v2.sql",
+        )
+    return ManifestFragment(entries=entries)

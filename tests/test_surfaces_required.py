@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lanes import required, scaffold
+from lanes import scaffold
 from lanes.errors import BadInput, Refused
+from lanes.surfaces import required
 
 SPEC = required.RequiredSpec("scripts/schema_guard.py", "AM_REQUIRED_MIGRATIONS")
 

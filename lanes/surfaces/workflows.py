@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from integrator import expressions
+from lanes.surfaces import expressions
 
 WORKFLOW_DIR = ".github/workflows"
 SUFFIXES = (".yml", ".yaml")

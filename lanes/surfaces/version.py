@@ -12,13 +12,32 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from lanes.errors import BadInput, Refused
-from lanes.fragments import BUMPS
+from lanes.surfaces.base import FragmentModel
 
+KIND = "version"
+INSTEAD = (
+    "lanes fragment version major|minor|patch for a version change; any other edit of this "
+    "file: ask the operator"
+)
+BUMPS = ("patch", "minor", "major")  # in increasing order
 _SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 RANK = {bump: i for i, bump in enumerate(BUMPS)}  # patch < minor < major
+
+
+class VersionFragment(FragmentModel):
+    kind: Literal["version"] = "version"
+    bump: Literal["major", "minor", "patch"]
+
+
+def fragment(bump: str) -> VersionFragment:
+    if bump not in BUMPS:
+        raise BadInput(
+            "bad-bump", f"{bump!r} is not a version bump", hint="use one of: major, minor, patch"
+        )
+    return VersionFragment.model_validate({"bump": bump})
 
 
 def largest(bumps: Sequence[str]) -> str | None:

@@ -18,15 +18,166 @@ from __future__ import annotations
 import copy
 import difflib
 import io
+import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from lanes.errors import BadInput
-from lanes.fragments import PatchOp
+from lanes.surfaces.base import FragmentModel, first_error
+
+KIND = "deploy"
+INSTEAD = "lanes fragment deploy PATCH_FILE"
+PATCH_FILE_LIMIT = 1 << 20  # bytes
 
 # (mapping indent, sequence indent, dash offset) tried when the file's own cannot be read.
 _INDENTS = ((2, 4, 2), (2, 2, 0), (4, 6, 4), (4, 4, 2), (4, 4, 0), (2, 4, 0), (3, 5, 3))
+
+
+class PatchOp(FragmentModel):
+    """One RFC 6902 operation."""
+
+    op: Literal["add", "remove", "replace", "move", "copy", "test"]
+    path: str
+    value: Any = None
+    from_: str | None = Field(default=None, alias="from")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _required_members(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            op = data.get("op")
+            if op in ("add", "replace", "test") and "value" not in data:
+                raise ValueError(f"a {op!r} operation needs a 'value'")
+            if op in ("move", "copy") and "from" not in data:
+                raise ValueError(f"a {op!r} operation needs a 'from'")
+        return data
+
+    @model_validator(mode="after")
+    def _pointers(self) -> PatchOp:
+        for pointer in (self.path, self.from_):
+            if pointer is not None and pointer != "" and not pointer.startswith("/"):
+                raise ValueError(f"{pointer!r} is not a JSON Pointer (it must start with '/')")
+            if pointer and re.search("~(?![01])", pointer):
+                raise ValueError(
+                    f"{pointer!r} is not a JSON Pointer: '~' must be written '~0' and '/' "
+                    "inside a name '~1'"
+                )
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"op": self.op, "path": self.path}
+        if self.op in ("add", "replace", "test"):
+            doc["value"] = self.value
+        if self.from_ is not None:
+            doc["from"] = self.from_
+        return doc
+
+
+class DeployFragment(FragmentModel):
+    kind: Literal["deploy"] = "deploy"
+    patch: list[PatchOp] = Field(min_length=1)
+    source: str = ""  # the file name it was read from, for people
+
+
+def parse_patch_file(path: Path) -> DeployFragment:
+    """Read a JSON Patch written in JSON or YAML; refuse anything else with exit 2."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    if path.is_file() and path.stat().st_size > PATCH_FILE_LIMIT:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is {path.stat().st_size:,} bytes: a patch file is at most "
+            f"{PATCH_FILE_LIMIT:,}",
+            hint="a deploy patch is a short list of operations",
+        )
+    if path.exists() and not path.is_file():  # /dev/zero, a FIFO, a folder
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a regular file",
+            hint="give the path of a JSON Patch file",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(
+            "bad-fragment",
+            f"cannot read {path}: {exc.strerror}",
+            hint="give the path of a JSON Patch file",
+        ) from exc
+    except UnicodeDecodeError:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not UTF-8 text",
+            hint="write the patch as a JSON or YAML file in UTF-8",
+        ) from None
+    try:
+        doc = YAML(typ="safe", pure=True).load(text)
+    except RecursionError:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} nests too deeply to be a JSON Patch",
+            hint="write the patch as a flat list of operations",
+        ) from None
+    except YAMLError as exc:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is neither JSON nor YAML: {exc}",
+            hint="write the patch as a JSON or YAML list of operations",
+        ) from exc
+    if not isinstance(doc, list):
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a JSON Patch: the document must be a list of operations",
+            hint='e.g. [{"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}]',
+        )
+    try:
+        problem = _not_json(doc, "")
+    except RecursionError:
+        problem = "it nests too deeply"
+    if problem:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a JSON Patch: {problem}",
+            hint="a patch holds only what JSON can: strings, numbers, true/false, null, "
+            "lists and string-keyed mappings; quote dates and other YAML-only values",
+        )
+    try:
+        return DeployFragment(patch=[PatchOp.model_validate(op) for op in doc], source=path.name)
+    except ValidationError as exc:
+        raise BadInput(
+            "bad-fragment",
+            f"{path} is not a valid JSON Patch (RFC 6902): " + first_error(exc),
+            hint="each operation needs op (add, remove, replace, move, copy, test), "
+            "a path starting with '/', and value or from as its op requires",
+        ) from None
+
+
+def _not_json(node: Any, where: str) -> str:
+    """What in a YAML-loaded document JSON cannot hold ('' when nothing): dates, sets,
+    binary, non-string keys, NaN and infinities."""
+    if node is None or isinstance(node, bool | int | str):
+        return ""
+    if isinstance(node, float):
+        return "" if math.isfinite(node) else f"{node} at {where or '/'} is not a JSON number"
+    if isinstance(node, list):
+        return next(
+            (p for i, item in enumerate(node) if (p := _not_json(item, f"{where}/{i}"))), ""
+        )
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                return f"the key {key!r} at {where or '/'} is not a string"
+            if problem := _not_json(value, f"{where}/{key}"):
+                return problem
+        return ""
+    return f"{type(node).__name__} value {node!r} at {where or '/'} has no JSON form"
 
 
 class PatchError(BadInput):
