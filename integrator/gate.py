@@ -21,7 +21,7 @@ from integrator import trailers
 from lanes import claims, git, state
 from lanes.config import Config
 from lanes.errors import BadInput, LanesError
-from lanes.submit import branch_violations
+from lanes.guard import branch_violations
 from lanes.surfaces import required as required_mod
 from lanes.surfaces import workflows as wf
 

@@ -248,7 +248,7 @@ def _test(cfg: Config, scratch: Path, wave: str, lp: LanePlan) -> None:
 def _bump(
     cfg: Config, wave: str, scratch: Path, step: str, env: dict[str, str]
 ) -> tuple[str, str, str]:
-    names = cfg.settings.version.files if cfg.settings.version else []
+    names = cfg.surfaces.version_files
     texts = {name: _read(scratch, name) or "" for name in names}
     old, new, changed = version.bump_files(texts, step)
     for name, text in changed.items():

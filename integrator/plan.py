@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from integrator import trailers
-from lanes import claims, fragments, git, state, submit
+from lanes import claims, fragments, git, guard, state
 from lanes.config import Config
 from lanes.errors import BadInput
 from lanes.surfaces import deploy, manifest, version
@@ -101,12 +101,12 @@ def read(cfg: Config, wave: str) -> Plan:
         landed,
         version.largest(bumps),
         _earlier_ops(cfg, wave, landed),
-        version.common(version_texts(cfg, head)) if cfg.settings.version else None,
+        version.common(version_texts(cfg, head)) if cfg.surfaces.version_files else None,
     )
 
 
 def version_texts(cfg: Config, rev: str) -> dict[str, str]:
-    files = cfg.settings.version.files if cfg.settings.version else []
+    files = cfg.surfaces.version_files
     texts = {}
     for name in files:
         text = git.show_file(cfg.main_checkout, rev, name)
@@ -188,7 +188,7 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
         )
     base = git.merge_base(repo, head, lp.tip) or head
     changed = git.changed_paths(repo, base, lp.tip)
-    bad = [v.path for v in submit.violations(cfg, changed)]
+    bad = [v.path for v in guard.violations(cfg, changed)]
     if bad:
         raise BounceError(
             "touches-contended-surface",
@@ -213,15 +213,13 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
         else:
             lp.patches.append((path.name, list(frag.patch)))
     lp.bump = version.largest(bumps)
-    s = cfg.settings
-    for wanted, configured, what in (
-        (lp.entries, s.manifest, "manifest"),
-        (lp.bump, s.version, "version"),
-        (lp.patches, s.deploy, "deploy"),
-    ):
-        if wanted and configured is None:
+    for wanted, what in ((lp.entries, "manifest"), (lp.bump, "version"), (lp.patches, "deploy")):
+        surface = cfg.surfaces.of(what)
+        if wanted and not surface.active:
             raise BounceError(
-                "bad-fragment", [], f"a {what} fragment, but no [{what}] surface is configured"
+                "bad-fragment",
+                [],
+                f"a {what} fragment, but the {what} surface is {surface.status}: {surface.origin}",
             )
 
 
@@ -251,10 +249,10 @@ class Surfaces:
     def __init__(
         self, cfg: Config, read_text: Callable[[str], str | None], earlier: list[AppliedOp]
     ) -> None:
-        s = cfg.settings
+        s = cfg.surfaces
         self.cfg = cfg
-        self.manifest_path = s.manifest.path if s.manifest else None
-        self.deploy_path = s.deploy.workflow if s.deploy else None
+        self.manifest_path = s.manifest.path if s.manifest.active else None
+        self.deploy_path = s.deploy.workflow if s.deploy.active else None
         self.manifest_text = (read_text(self.manifest_path) or "") if self.manifest_path else ""
         self.deploy_text = read_text(self.deploy_path) if self.deploy_path else None
         self.applied = list(earlier)

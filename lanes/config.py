@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import tomllib
+from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from lanes import git
 from lanes.errors import BadInput
 from lanes.names import check_lane, check_wave
+
+if TYPE_CHECKING:
+    from lanes.discover import Surfaces
 
 _DURATION = re.compile(r"(\d+)\s*(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -36,45 +39,75 @@ class _Section(BaseModel):
 
 
 def _inside(value: str) -> str:
-    """A path in the repository: relative, without '..', not empty."""
+    """A path in the repository: relative, without '..', not empty, written as git writes
+    it (`./server.json` and `scripts//x` are the paths `server.json` and `scripts/x`, or a
+    guard comparing with git's paths would never match them)."""
     parts = PurePosixPath(value).parts
     if not value.strip() or PurePosixPath(value).is_absolute() or ".." in parts or "\\" in value:
         raise ValueError(f"{value!r} is not a path inside the repository, like scripts/x.txt")
-    return value
+    normal = PurePosixPath(value).as_posix()
+    if normal in (".", "") or value.endswith("/"):
+        raise ValueError(f"{value!r} is not a file path inside the repository, like scripts/x.txt")
+    return normal
 
 
-class ManifestConfig(_Section):
-    path: str
+class _Surface(_Section):
+    """A contended surface's section: written means guarded; `enabled = false` switches
+    it off on purpose (the gate shows it as off); absent means discovered."""
+
+    enabled: bool = True
+
+
+class ManifestConfig(_Surface):
+    path: str = ""
     entries_dir: str = ""
-    required: str = ""
+    required: str | None = None  # None: discovered; "": this repository has no such list
 
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        return _inside(value)
+        return _inside(value) if value else value
 
     @field_validator("entries_dir")
     @classmethod
     def _dir(cls, value: str) -> str:
-        return _inside(value) if value else value
+        return PurePosixPath(_inside(value.rstrip("/"))).as_posix() if value.strip("/") else ""
+
+    @model_validator(mode="after")
+    def _named(self) -> ManifestConfig:
+        if self.enabled and not self.path:
+            raise ValueError("[manifest] needs path (the boot manifest), or enabled = false")
+        return self
 
 
-class VersionConfig(_Section):
+class VersionConfig(_Surface):
     files: list[str] = []
 
     @field_validator("files")
     @classmethod
     def _files(cls, value: list[str]) -> list[str]:
-        return [_inside(v) for v in value]
+        return list(dict.fromkeys(_inside(v) for v in value))
+
+    @model_validator(mode="after")
+    def _named(self) -> VersionConfig:
+        if self.enabled and not self.files:
+            raise ValueError("[version] needs files (each holds the version), or enabled = false")
+        return self
 
 
-class DeployConfig(_Section):
-    workflow: str
+class DeployConfig(_Surface):
+    workflow: str = ""
 
     @field_validator("workflow")
     @classmethod
     def _workflow(cls, value: str) -> str:
-        return _inside(value)
+        return _inside(value) if value else value
+
+    @model_validator(mode="after")
+    def _named(self) -> DeployConfig:
+        if self.enabled and not self.workflow:
+            raise ValueError("[deploy] needs workflow (the file to dispatch), or enabled = false")
+        return self
 
 
 class Settings(_Section):
@@ -87,6 +120,7 @@ class Settings(_Section):
     stale_after: str = "30m"
     test_command: str = ""
     protected: list[str] = []
+    land: Literal["replay", "squash"] = "replay"
     manifest: ManifestConfig | None = None
     version: VersionConfig | None = None
     deploy: DeployConfig | None = None
@@ -184,23 +218,20 @@ class Config(BaseModel):
         """Inside the shared git dir: locks and anchors an editor will not stumble on."""
         return self.common_dir / "lanes"
 
+    @cached_property
+    def surfaces(self) -> Surfaces:
+        """The contended surfaces, written or discovered: computed once, when first asked
+        (so `lanes heartbeat` and `lanes --help` never pay for discovery)."""
+        from lanes import discover
+
+        return discover.resolve(self)
+
     def entries_dir(self) -> str:
         """The folder manifest entries name files in ('' for the top, or no manifest)."""
-        m = self.settings.manifest
-        if m is None:
-            return ""
-        return m.entries_dir.strip("/") or posixpath.dirname(m.path)
+        return self.surfaces.manifest.entries_dir
 
     def contended_surfaces(self) -> list[str]:
-        s = self.settings
-        paths = []
-        if s.manifest:
-            paths.append(s.manifest.path)
-        if s.version:
-            paths.extend(s.version.files)
-        if s.deploy:
-            paths.append(s.deploy.workflow)
-        return paths
+        return self.surfaces.contended()
 
 
 _SECTIONS: dict[str, type[_Section]] = {

@@ -100,12 +100,16 @@ def drop(
 
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "take fragments")
-    if getattr(cfg.settings, fragment.kind) is None:  # the pass would bounce it
+    surface = cfg.surfaces.of(fragment.kind)
+    if not surface.active:  # the pass would bounce it
         raise BadInput(
             "no-surface",
-            f"no [{fragment.kind}] section is configured ({cfg.source}): there is no "
-            f"{fragment.kind} surface for this fragment to change",
-            hint=f"drop it only where [{fragment.kind}] is configured; ask the operator",
+            f"there is no {fragment.kind} surface for this fragment to change: it is "
+            f"{surface.status} ({surface.origin})",
+            hint=f"ask the operator to name it in [{fragment.kind}] of lanes.toml"
+            if surface.status in ("ambiguous", "none")
+            else f"[{fragment.kind}] is switched off on purpose; ask the operator",
+            status=surface.status,
         )
     path = write(claim_dir / claims.FRAGMENTS, fragment)
     claims.ledger(cfg, wave).append(

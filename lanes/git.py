@@ -426,3 +426,21 @@ def detach_head(worktree: Path, rev: str) -> None:
         ["update-ref", "--no-deref", "-m", "lanes: detach behind a moved branch", "HEAD", rev],
         worktree,
     )
+
+
+def tree_paths(repo: Path, rev: str) -> list[str]:
+    """Every file path in `rev`'s tree (one `ls-tree -r`: what discovery looks through)."""
+    code, data, _ = _run_bytes(["ls-tree", "-r", "-z", "--name-only", rev], repo)
+    if code != 0:
+        return []
+    return [p.decode("utf-8", "surrogateescape") for p in data.split(b"\0") if p]
+
+
+def worktree_files(worktree: Path) -> list[str]:
+    """Tracked and untracked, not ignored, files of a working tree (what `init` sees)."""
+    code, data, _ = _run_bytes(
+        ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], worktree
+    )
+    if code != 0:
+        return []
+    return sorted({p.decode("utf-8", "surrogateescape") for p in data.split(b"\0") if p})

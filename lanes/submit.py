@@ -3,79 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
 from lanes import claims, fragments, git, state
 from lanes.config import Config
 from lanes.errors import Refused
-
-CONFIG_FILE = "lanes.toml"
-
-
-@dataclass(frozen=True)
-class Violation:
-    path: str
-    surface: str  # manifest, version, deploy, config or protected
-    instead: str  # what to do instead
-
-
-def violations(cfg: Config, changed: list[str]) -> list[Violation]:
-    """Which changed paths are contended surfaces or protected, and the fragment to use."""
-    s = cfg.settings
-    found = []
-    for path in changed:
-        if s.manifest and path == s.manifest.path:
-            found.append(Violation(path, "manifest", "lanes fragment manifest ENTRY..."))
-        elif s.version and path in s.version.files:
-            found.append(
-                Violation(
-                    path,
-                    "version",
-                    "lanes fragment version major|minor|patch for a version change; any "
-                    "other edit of this file: ask the operator",
-                )
-            )
-        elif s.deploy and path == s.deploy.workflow:
-            found.append(Violation(path, "deploy", "lanes fragment deploy PATCH_FILE"))
-        elif path == CONFIG_FILE:  # the rules a lane is judged by (its test_command...)
-            found.append(Violation(path, "config", "nothing: ask the operator to change it"))
-        elif any(is_protected(path, glob) for glob in s.protected):
-            found.append(Violation(path, "protected", "nothing: ask the operator to change it"))
-    return found
-
-
-def is_protected(path: str, glob: str) -> bool:
-    """`glob` (fnmatch: `*` crosses `/`) matches the path or a folder holding it, the way
-    people write globs for git: `infra` and `infra/` hold `infra/main.tf`, and a leading
-    `**/` also matches at the top (`**/Dockerfile` holds `Dockerfile`)."""
-    pattern = glob.strip("/")
-    patterns = {pattern, pattern[3:]} if pattern.startswith("**/") else {pattern}
-    parts = path.split("/")
-    held_by = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    return any(fnmatchcase(p, g) for p in held_by for g in patterns)
-
-
-def branch_violations(cfg: Config, branch: str) -> list[Violation]:
-    repo = cfg.main_checkout
-    base = git.merge_base(repo, cfg.main, branch)
-    if base is None:
-        return []
-    return [
-        _exact(cfg, base, branch, v) for v in violations(cfg, git.changed_paths(repo, base, branch))
-    ]
-
-
-def _exact(cfg: Config, base: str, branch: str, found: Violation) -> Violation:
-    """For a manifest edit, the fragment that asks for exactly the entries it added."""
-    if found.surface != "manifest":
-        return found
-    before, after = (
-        _entries(git.show_file(cfg.main_checkout, rev, found.path)) for rev in (base, branch)
-    )
-    added = [e for e in after if e not in before]
-    if not added:
-        return found
-    return Violation(found.path, found.surface, "lanes fragment manifest " + " ".join(added))
+from lanes.guard import branch_violations
 
 
 def _restore_commands(cfg: Config, base: str, paths: list[str]) -> list[str]:
@@ -92,14 +24,6 @@ def _restore_commands(cfg: Config, base: str, paths: list[str]) -> list[str]:
         commands.append("git rm -q -- " + " ".join(map(shlex.quote, added)))
     commands.append("git commit -q -m 'leave contended files alone'")
     return commands
-
-
-def _entries(text: str | None) -> list[str]:
-    """The manifest's entries, read by the integrator's own reader so the two never differ
-    (a pure text module: importing it loads nothing else of the integrator)."""
-    from lanes.surfaces import manifest
-
-    return manifest.entries(text or "")
 
 
 @dataclass(frozen=True)

@@ -157,13 +157,15 @@ def test_a_corrupt_stored_fragment_can_be_withdrawn(lane: Path, cfg: config.Conf
     assert lanes_json(lane, "submit")[0] == 0
 
 
-def test_a_fragment_for_a_surface_not_configured_is_exit_2(
+def test_a_fragment_for_a_surface_switched_off_is_exit_2_and_an_absent_one_is_discovered(
     seed_repo: Path, worktree_root: Path
 ) -> None:
     (seed_repo / "lanes.toml").write_text(
-        f'worktree_root = "{worktree_root}"\n[version]\nfiles = ["pyproject.toml"]\n'
+        f'worktree_root = "{worktree_root}"\n[manifest]\nenabled = false\n'
     )
     wt = Path(lanes_json(seed_repo, "claim", "44", "b", "--agent", "bot")[1]["worktree"])
     rc, doc = lanes_json(wt, "fragment", "manifest", "049_provenance_strengthen.sql")
-    assert (rc, doc["error"]) == (2, "no-surface") and "[manifest]" in doc["message"]
-    assert lanes_json(wt, "fragment", "version", "patch")[0] == 0  # configured: fine
+    assert (rc, doc["error"], doc["status"]) == (2, "no-surface", "off")
+    assert "enabled = false" in doc["message"]
+    # [version] and [deploy] are absent: discovered on main, so their fragments are taken.
+    assert lanes_json(wt, "fragment", "version", "patch")[0] == 0

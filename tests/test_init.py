@@ -40,7 +40,7 @@ def test_init_leaves_required_commented_out_when_no_list_is_found(unconfigured: 
     assert lanes_json(unconfigured, "init")[0] == 0
     text = (unconfigured / "lanes.toml").read_text()
     assert "\n# required = " in text
-    assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]
+    assert config.load(unconfigured).surfaces.manifest.required_status == "none"
 
 
 def test_a_checkout_directory_name_with_spaces_gives_a_valid_project(
@@ -83,7 +83,7 @@ def test_a_required_list_reassigned_later_is_not_offered(unconfigured: Path) -> 
         )
     )
     assert lanes_json(unconfigured, "init")[0] == 0
-    assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]
+    assert config.load(unconfigured).surfaces.manifest.required_status == "none"
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_a_required_list_the_gate_cannot_read_is_not_offered(
     guard = unconfigured / "scripts" / "schema_guard.py"
     guard.write_text(guard.read_text().replace("\n\n\ndef check", f"\n{later}\n\n\ndef check", 1))
     assert lanes_json(unconfigured, "init")[0] == 0
-    assert config.load(unconfigured).settings.manifest.required == ""  # type: ignore[union-attr]
+    assert config.load(unconfigured).surfaces.manifest.required_status == "none"
 
 
 @pytest.mark.parametrize("what", ["lanes.toml", ".gitignore"])

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lanes import claims, config, state, submit
+from lanes import claims, config, state
+from lanes.surfaces import protected
 from tests.conftest import commit_file, git, lanes_json
 
 
@@ -79,7 +80,7 @@ def test_a_clean_lane_is_submitted_in_order(seed_repo: Path, cfg: config.Config)
     ],
 )
 def test_protected_globs_match_as_people_write_them(path: str, glob: str, held: bool) -> None:
-    assert submit.is_protected(path, glob) is held
+    assert protected.is_protected(path, glob) is held
 
 
 def test_submit_refuses_a_lane_that_changes_lanes_toml(seed_repo: Path) -> None:

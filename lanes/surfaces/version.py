@@ -63,6 +63,14 @@ def bumped(version: str, bump: str) -> str:
     raise BadInput("bad-bump", f"{bump!r} is not a version bump", hint="major, minor or patch")
 
 
+_DUNDER_VERSION = re.compile(r"^__version__\s*(?::\s*str\s*)?=", re.MULTILINE)
+
+
+def declares_version(name: str, text: str) -> bool:
+    """Whether a Python module assigns `__version__` at the top level."""
+    return bool(_DUNDER_VERSION.search(text))
+
+
 def _is_toml(name: str) -> bool:
     return name.endswith(".toml")
 

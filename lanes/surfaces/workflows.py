@@ -13,6 +13,7 @@ reports it by file.
 from __future__ import annotations
 
 import difflib
+import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Workflow:
     name: str | None = None
     triggers: dict[str, Any] = field(default_factory=dict)
     guards: list[Guard] = field(default_factory=list)
+    deploy_steps: list[str] = field(default_factory=list)  # labels of steps that deploy
     error: str | None = None  # why GitHub would not run this file as a workflow
     guessed_name: str | None = None  # a `name:` line seen in a file that is not valid YAML
 
@@ -128,6 +130,27 @@ def _guards(jobs: Any) -> list[Guard]:
     return found
 
 
+# A step that ships: a deploy command, or an action made for deploying.
+_DEPLOYS = re.compile(
+    r"\bdeploy\b|kubectl\s+(?:apply|rollout|set\s+image)|helm\s+(?:upgrade|install)|"
+    r"update-service|terraform\s+apply|\brelease\b.*--prod|vercel\b.*--prod",
+    re.IGNORECASE,
+)
+
+
+def _deploy_steps(jobs: Any) -> list[str]:
+    found: list[str] = []
+    for job in jobs.values() if isinstance(jobs, dict) else []:
+        steps = job.get("steps") if isinstance(job, dict) else None
+        for number, step in enumerate(steps if isinstance(steps, list) else [], start=1):
+            if not isinstance(step, dict):
+                continue
+            said = " ".join(str(step.get(k, "")) for k in ("run", "uses"))
+            if _DEPLOYS.search(said):
+                found.append(_step_label(step, number))
+    return found
+
+
 def _text(raw: Any) -> str:
     if isinstance(raw, bool):
         return "true" if raw else "false"
@@ -154,6 +177,7 @@ def parse(path: str, text: str) -> Workflow:
     if raw_on is None:
         flow.error = "has no `on:` triggers"
     flow.guards = _guards(doc.get("jobs"))
+    flow.deploy_steps = _deploy_steps(doc.get("jobs"))
     return flow
 
 

@@ -1,0 +1,427 @@
+"""Which contended surfaces a repository has: what its configuration says, else what is found.
+
+A section of the configuration that is written is taken as written; `enabled = false`
+switches its surface off on purpose. A section that is absent is *discovered* by the code
+below, which `lanes init` also uses to write its lanes.toml, and what it finds is guarded
+and checked exactly as if it were written down. A surface is left alone only when the
+repository has none of it, or when its section is switched off: nothing is silently
+unchecked.
+
+Discovery looks at one list of paths and reads a few files: for a command, the committed
+tree of `main` (what deploys, and what no lane can change for itself); for `lanes init`,
+the main checkout's files as they are on disk. It runs at most once per command, the
+first time a command asks for `Config.surfaces`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from lanes.config import Config, Settings
+    from lanes.surfaces.required import RequiredSpec
+    from lanes.surfaces.workflows import Workflow
+
+# configured: written in the configuration; discovered: found; off: `enabled = false`;
+# none: the repository has no such surface; ambiguous: several candidates fit, and
+# discovery will not pick one silently (each is guarded, and the gate fails until the
+# section names one).
+Status = Literal["configured", "discovered", "off", "none", "ambiguous"]
+ACTIVE: tuple[Status, ...] = ("configured", "discovered")
+
+Reader = Callable[[list[str]], dict[str, str | None]]
+
+
+@dataclass(frozen=True)
+class ManifestSurface:
+    status: Status
+    path: str = ""
+    entries_dir: str = ""
+    required: RequiredSpec | None = None
+    required_status: Status = "none"
+    required_origin: str = ""
+    candidates: tuple[str, ...] = ()
+    origin: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+@dataclass(frozen=True)
+class VersionSurface:
+    status: Status
+    files: tuple[str, ...] = ()
+    unreadable: tuple[tuple[str, str], ...] = ()  # (file, why it holds no version we read)
+    origin: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+@dataclass(frozen=True)
+class DeploySurface:
+    status: Status
+    workflow: str = ""
+    candidates: tuple[str, ...] = ()
+    origin: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+@dataclass(frozen=True)
+class Surfaces:
+    manifest: ManifestSurface
+    version: VersionSurface
+    deploy: DeploySurface
+    source: str  # where discovery looked: "main 1a2b3c4d5e6f", "the main checkout"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def of(self, kind: str) -> ManifestSurface | VersionSurface | DeploySurface:
+        found: dict[str, ManifestSurface | VersionSurface | DeploySurface] = {
+            "manifest": self.manifest,
+            "version": self.version,
+            "deploy": self.deploy,
+        }
+        return found[kind]
+
+    @property
+    def version_files(self) -> list[str]:
+        return list(self.version.files) if self.version.active else []
+
+    def contended(self) -> list[str]:
+        """Every path no lane may change: each surface's files, and every candidate of an
+        ambiguous one (an agent must not edit deploy-prod.yml because nobody chose yet)."""
+        paths: list[str] = []
+        m, v, d = self.manifest, self.version, self.deploy
+        if m.active:
+            paths.append(m.path)
+        elif m.status == "ambiguous":
+            paths += m.candidates
+        if v.active:
+            paths += v.files
+        if d.active:
+            paths.append(d.workflow)
+        elif d.status == "ambiguous":
+            paths += d.candidates
+        return list(dict.fromkeys(paths))
+
+    def describe(self) -> list[dict[str, object]]:
+        """One row per surface, for `status`, `verify` and `init --dry-run`."""
+        m, v, d = self.manifest, self.version, self.deploy
+        rows: list[dict[str, object]] = [
+            _row("manifest", m.status, [m.path] if m.path else list(m.candidates), m.origin),
+            _row(
+                "required",
+                m.required_status if m.active else "none",
+                [str(m.required)] if m.required else [],
+                m.required_origin if m.active else "no manifest",
+            ),
+            _row("version", v.status, list(v.files), v.origin),
+            _row("deploy", d.status, [d.workflow] if d.workflow else list(d.candidates), d.origin),
+        ]
+        if v.unreadable:
+            rows[2]["unreadable"] = [{"file": f, "why": why} for f, why in v.unreadable]
+        return rows
+
+
+def _row(kind: str, status: Status, paths: list[str], origin: str) -> dict[str, object]:
+    return {"surface": kind, "status": status, "paths": paths, "origin": origin}
+
+
+# -- resolving a configuration ---------------------------------------------------------------
+
+
+def resolve(cfg: Config) -> Surfaces:
+    """The surfaces of `cfg`'s repository: written sections as written, the rest discovered
+    on `main`'s committed tree (on the checkout's files when `main` has no commit yet)."""
+    from lanes import git
+
+    repo = cfg.main_checkout
+    head = git.rev_parse(repo, cfg.main)
+    read: Reader
+    if head is not None:
+        paths = git.tree_paths(repo, head)
+
+        def read_main(wanted: list[str]) -> dict[str, str | None]:
+            blobs = git.read_blobs(repo, head, wanted)
+            return {p: _decode(b) for p, b in blobs.items()}
+
+        read = read_main
+
+        source = f"{cfg.main} {head[:12]}"
+    else:
+        paths = git.worktree_files(repo)
+        read = _disk_reader(cfg)
+        source = "the main checkout (main has no commit yet)"
+    return resolve_settings(cfg.settings, paths, read, source)
+
+
+def resolve_on_disk(cfg: Config) -> Surfaces:
+    """What `lanes init` sees: the main checkout's files as they are now."""
+    from lanes import git
+
+    return resolve_settings(
+        cfg.settings, git.worktree_files(cfg.main_checkout), _disk_reader(cfg), "the main checkout"
+    )
+
+
+def _disk_reader(cfg: Config) -> Reader:
+    root = cfg.main_checkout
+
+    def read(wanted: list[str]) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for path in wanted:
+            target = root / path
+            try:
+                found[path] = _decode(target.read_bytes()) if target.is_file() else None
+            except OSError:
+                found[path] = None
+        return found
+
+    return read
+
+
+def _decode(blob: bytes | None) -> str | None:
+    return None if blob is None else blob.decode("utf-8", "replace")
+
+
+def resolve_settings(settings: Settings, paths: list[str], read: Reader, source: str) -> Surfaces:
+    notes: list[str] = []
+    return Surfaces(
+        _manifest(settings, paths, read),
+        _version(settings, paths, read),
+        _deploy(settings, paths, read),
+        source,
+        tuple(notes),
+    )
+
+
+# -- the manifest and its required list ------------------------------------------------------
+
+_MANIFEST = re.compile(r"(?:^|/)(?:migrations?/[^/]*manifest[^/]*|[^/]*boot_manifest[^/]*)\.txt$")
+_GUARD_FILE = re.compile(r"(?:^|/)[^/]*(?:schema|guard|migrat|required)[^/]*\.py$")
+_REQUIRED_NAME = re.compile(r"REQUIRED.*MIGRATION|MIGRATION.*REQUIRED", re.IGNORECASE)
+_MAX_GUARD_FILES = 40  # python files read while looking for the required list
+
+
+def _manifest(settings: Settings, paths: list[str], read: Reader) -> ManifestSurface:
+    from lanes.surfaces import required as required_mod
+
+    written = settings.manifest
+    if written is not None and not written.enabled:
+        return ManifestSurface("off", origin="[manifest] enabled = false")
+    status: Status
+    if written is not None:
+        path, status, origin = written.path, "configured", "[manifest] path"
+        entries_dir = written.entries_dir.strip("/") or posixpath.dirname(written.path)
+    else:
+        found = [p for p in paths if _MANIFEST.search(p)]
+        if not found:
+            return ManifestSurface("none", origin="no *manifest*.txt in a migrations folder")
+        if len(found) > 1:
+            return ManifestSurface(
+                "ambiguous",
+                candidates=tuple(found),
+                origin=f"{len(found)} manifests fit: "
+                + ", ".join(found)
+                + "; name one in [manifest] path",
+            )
+        path, status = found[0], "discovered"
+        origin = "the only *manifest*.txt in a migrations folder"
+        entries_dir = posixpath.dirname(path)
+    surface = ManifestSurface(status, path, entries_dir, origin=origin)
+    if written is not None and written.required is not None:
+        if not written.required.strip():
+            return _with_required(surface, None, "none", "[manifest] required is empty")
+        spec = required_mod.parse_spec(written.required)
+        return _with_required(surface, spec, "configured", "[manifest] required")
+    found_spec = find_required(paths, read, entries_dir)
+    if found_spec is None:
+        return _with_required(
+            surface, None, "none", "no list named like *REQUIRED*MIGRATION* was found"
+        )
+    return _with_required(
+        surface, found_spec, "discovered", f"the list {found_spec.name} in {found_spec.file}"
+    )
+
+
+def _with_required(
+    surface: ManifestSurface, spec: RequiredSpec | None, status: Status, origin: str
+) -> ManifestSurface:
+    from dataclasses import replace
+
+    return replace(surface, required=spec, required_status=status, required_origin=origin)
+
+
+def find_required(paths: list[str], read: Reader, near: str) -> RequiredSpec | None:
+    """A module-level list named like *REQUIRED*MIGRATION* (a schema guard's) that the
+    gate's own reader accepts: in Python files named like a guard, nearest `near` first."""
+    import ast
+
+    from lanes.errors import LanesError
+    from lanes.surfaces import required as required_mod
+
+    top = near.split("/", 1)[0] if near else ""
+    candidates = [p for p in paths if p.endswith(".py") and _GUARD_FILE.search(p)]
+    candidates.sort(key=lambda p: (not p.startswith(top + "/") if top else False, p.count("/"), p))
+    texts = read(candidates[:_MAX_GUARD_FILES])
+    for path in candidates[:_MAX_GUARD_FILES]:
+        text = texts.get(path)
+        if not text or not _REQUIRED_NAME.search(text):
+            continue
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError):
+            continue
+        names = [
+            target.id
+            for node in tree.body
+            if isinstance(node, ast.Assign | ast.AnnAssign)
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(target, ast.Name) and _REQUIRED_NAME.search(target.id)
+        ]
+        for name in dict.fromkeys(names):
+            spec = required_mod.RequiredSpec(path, name)
+            try:
+                required_mod.read(spec, text)
+            except LanesError:
+                continue  # the gate could not read it either: do not offer it
+            return spec
+    return None
+
+
+# -- version files ---------------------------------------------------------------------------
+
+# Where real projects keep their version, top-level files first.
+VERSION_FILES = (
+    "pyproject.toml",
+    "package.json",
+    "Cargo.toml",
+    "setup.cfg",
+    "build.gradle",
+    "build.gradle.kts",
+    "server.json",
+)
+_PY_VERSION = re.compile(
+    r"^(?:src/)?[A-Za-z_][A-Za-z0-9_]*/(?:__init__|__version__|_version|version)\.py$"
+)
+
+
+def version_candidates(paths: Iterable[str]) -> list[str]:
+    """The files that may carry the project's version, in a stable order."""
+    present = set(paths)
+    top = [name for name in VERSION_FILES if name in present]
+    packages = sorted(p for p in present if _PY_VERSION.match(p))
+    return top + packages
+
+
+def _version(settings: Settings, paths: list[str], read: Reader) -> VersionSurface:
+    from lanes.errors import LanesError
+    from lanes.surfaces import version as version_mod
+
+    written = settings.version
+    if written is not None and not written.enabled:
+        return VersionSurface("off", origin="[version] enabled = false")
+    if written is not None:
+        return VersionSurface("configured", tuple(written.files), origin="[version] files")
+    candidates = version_candidates(paths)
+    texts = read(candidates)
+    found: list[str] = []
+    unreadable: list[tuple[str, str]] = []
+    for path in candidates:
+        text = texts.get(path)
+        if text is None:
+            continue
+        if path.endswith(".py") and not version_mod.declares_version(path, text):
+            continue  # a package's __init__.py without __version__ is not a version file
+        try:
+            version_mod.read(path, text)
+        except LanesError as exc:
+            unreadable.append((path, exc.message))
+            continue
+        found.append(path)
+    if not found:
+        why = (
+            "no version file was found" if not unreadable else "no file holds a version lanes reads"
+        )
+        return VersionSurface("none", unreadable=tuple(unreadable), origin=why)
+    return VersionSurface(
+        "discovered",
+        tuple(found),
+        tuple(unreadable),
+        origin="found: " + ", ".join(found),
+    )
+
+
+# -- the deploy workflow ---------------------------------------------------------------------
+
+_DEPLOY_WORD = re.compile(r"deploy", re.IGNORECASE)
+_NOT_THE_DEPLOY = re.compile(
+    r"post[-_ ]?deploy|pre[-_ ]?deploy|deploy[-_ ]?(?:gate|check|preview)", re.IGNORECASE
+)
+
+
+def _deploy(settings: Settings, paths: list[str], read: Reader) -> DeploySurface:
+    from lanes.surfaces import workflows as wf
+
+    written = settings.deploy
+    if written is not None and not written.enabled:
+        return DeploySurface("off", origin="[deploy] enabled = false")
+    if written is not None:
+        return DeploySurface("configured", written.workflow, origin="[deploy] workflow")
+    files = [p for p in paths if wf.is_workflow_path(p)]
+    if not files:
+        return DeploySurface("none", origin=f"no workflow in {wf.WORKFLOW_DIR}")
+    texts = read(files)
+    flows = wf.parse_all({p: texts.get(p) or "" for p in files})
+    best, why = deploy_candidates(flows)
+    if not best:
+        return DeploySurface("none", origin="no workflow looks like a deploy " + why)
+    if len(best) > 1:
+        listed = ", ".join(best)
+        return DeploySurface(
+            "ambiguous",
+            candidates=tuple(best),
+            origin=f"{len(best)} workflows fit equally ({why}): {listed}; "
+            "name the one to dispatch in [deploy] workflow",
+        )
+    return DeploySurface("discovered", best[0], origin=why)
+
+
+def deploy_candidates(flows: list[Workflow]) -> tuple[list[str], str]:
+    """The workflows that look most like the deploy, and why: named by `workflow_run`
+    children, `deploy` in the file name or `name:`, a deploy step. Ties are all returned."""
+    from lanes.surfaces import workflows as wf
+
+    scored: dict[str, tuple[int, list[str]]] = {}
+    for flow in flows:
+        if flow.error is not None:
+            continue
+        reasons: list[str] = []
+        score = 0
+        label = f"{flow.file_name} {flow.name or ''}"
+        if _DEPLOY_WORD.search(label) and not _NOT_THE_DEPLOY.search(label):
+            score += 2
+            reasons.append("'deploy' in its name")
+        if wf.children_of(flow, flows):
+            score += 2
+            reasons.append("workflow_run children")
+        if flow.deploy_steps:
+            score += 1
+            reasons.append("a deploy step")
+        if score >= 2:
+            scored[flow.path] = (score, reasons)
+    if not scored:
+        return [], "(no 'deploy' in a name, no workflow_run parent, no deploy step)"
+    top = max(s for s, _ in scored.values())
+    best = sorted(p for p, (s, _) in scored.items() if s == top)
+    reasons = scored[best[0]][1]
+    return best, " and ".join(reasons)
