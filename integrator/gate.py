@@ -1,8 +1,12 @@
 """The pre-deploy gate: the invariants whose absence caused RC3 and RC4, proved on `main`.
 
 Every file is read from the committed tree of `main` (what a deploy ships), never from
-the checkout. Each check has a stable name and a detail a person can act on; a check
-whose surface is not configured is reported as skipped (ok, "not configured"). The
+the checkout, through the same surface readers the integrator uses. Each check has a
+stable name, a detail a person can act on, and a status: `pass`, `fail`, `off` (its
+surface is switched off with `enabled = false`) or `none` (the repository has no such
+surface, or there is no wave to check). The gate fails closed: a surface that is not
+written down is discovered and checked as if it were, and a check that cannot run (a
+file missing, a list that cannot be read, two candidates for one surface) fails. The
 report never raises for a failed check: the CLI turns `ok == False` into exit 4.
 Configuration that cannot mean anything (a malformed `required`, an unknown wave, a
 missing `main`) is bad input instead: exit 2, nothing written. See docs/gate.md.
@@ -10,19 +14,20 @@ missing `main`) is bad input instead: exit 2, nothing written. See docs/gate.md.
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from integrator import trailers
 from lanes import claims, git, state
 from lanes.config import Config
+from lanes.discover import ManifestSurface
 from lanes.errors import BadInput, LanesError
 from lanes.guard import branch_violations
+from lanes.surfaces import manifest as manifest_mod
 from lanes.surfaces import required as required_mod
+from lanes.surfaces import version as version_mod
 from lanes.surfaces import workflows as wf
 
 CHECKS = (
@@ -37,12 +42,29 @@ CHECKS = (
 _MIGRATION = re.compile(r"(\d+)_")
 
 
+Status = Literal["pass", "fail", "off", "none"]
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
-    ok: bool
+    ok: bool  # False exactly when status is "fail"
     detail: str
-    skipped: bool = False
+    status: Status = "pass"
+
+
+def _pass(name: str, detail: str) -> Check:
+    return Check(name, True, detail, "pass")
+
+
+def _fail(name: str, detail: str) -> Check:
+    return Check(name, False, detail, "fail")
+
+
+def _not_checked(name: str, status: Literal["off", "none"], why: str) -> Check:
+    """A check with nothing to check: its surface is switched off, or absent. Said as
+    such, never as a pass."""
+    return Check(name, True, why, status)
 
 
 @dataclass(frozen=True)
@@ -52,14 +74,12 @@ class GateReport:
     next: list[str]
     main: str  # the commit of main that was checked
     waves: list[str] = field(default_factory=list)
+    surfaces: list[dict[str, object]] = field(default_factory=list)  # what was checked, from where
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[str]:
-        return [c.name for c in self.checks if not c.ok]
-
-
-def _skip(name: str, why: str) -> Check:
-    return Check(name, True, f"skipped: {why}", skipped=True)
+        return [c.name for c in self.checks if c.status == "fail"]
 
 
 class _Tree:
@@ -91,8 +111,6 @@ class _Tree:
 
 def verify(cfg: Config, wave: str | None = None) -> GateReport:
     """Run every check on `main`; with a wave, append a `verify` event to its ledger."""
-    manifest = cfg.settings.manifest
-    spec = required_mod.parse_spec(manifest.required) if manifest and manifest.required else None
     head = git.rev_parse(cfg.main_checkout, cfg.main)
     if head is None:
         raise BadInput(
@@ -101,22 +119,31 @@ def verify(cfg: Config, wave: str | None = None) -> GateReport:
             hint="set `main` in the configuration to the branch that deploys",
         )
     waves = _waves(cfg, wave)
+    surfaces = cfg.surfaces  # discovered on main's tree where not written
     tree = _Tree(cfg.main_checkout, head)
-    tree.fetch(_paths_to_read(cfg, tree, spec))
+    tree.fetch(_paths_to_read(cfg, tree))
 
     checks = [
-        *_manifest_checks(cfg, tree, spec),
+        *_manifest_checks(cfg, tree, surfaces.manifest),
         _versions_agree(cfg, tree),
     ]
-    chain_check, commands = _deploy_chain(cfg, tree)
+    chain_check, commands, warnings = _deploy_chain(cfg, tree, head)
     checks += [
         chain_check,
         _numbers_unique(cfg, tree),
         _wave_integrated(cfg, head, waves),
         _main_linear(cfg, head, waves, wave),
     ]
-    ok = all(c.ok for c in checks)
-    report = GateReport(ok, checks, commands if ok else [], head, waves)
+    ok = all(c.status != "fail" for c in checks)
+    report = GateReport(
+        ok,
+        checks,
+        commands if ok else [],
+        head,
+        waves,
+        surfaces.describe(),
+        warnings if ok else [],
+    )
     if wave is not None:
         claims.ledger(cfg, wave).append("verify", ok=ok, failed=report.failed, main=head)
     return report
@@ -128,18 +155,14 @@ def _waves(cfg: Config, wave: str | None) -> list[str]:
     return [state.known_wave(cfg, wave, "; or run lanes verify without WAVE")]
 
 
-def _paths_to_read(cfg: Config, tree: _Tree, spec: required_mod.RequiredSpec | None) -> list[str]:
-    s = cfg.settings
-    paths: list[str] = []
-    if s.manifest:
-        paths.append(s.manifest.path)
-    if spec:
-        paths.append(spec.file)
-    if s.version:
-        paths += s.version.files
-    if s.deploy:
+def _paths_to_read(cfg: Config, tree: _Tree) -> list[str]:
+    s = cfg.surfaces
+    paths: list[str] = [s.manifest.path] if s.manifest.active else []
+    if s.manifest.required is not None:
+        paths.append(s.manifest.required.file)
+    paths += s.version_files
+    if s.deploy.status != "off":
         paths += _workflow_paths(tree)
-        paths.append(s.deploy.workflow)
     return paths
 
 
@@ -151,57 +174,60 @@ def _workflow_paths(tree: _Tree) -> list[str]:
 # -- manifest (RC3) --------------------------------------------------------------------------
 
 
-def _manifest_checks(
-    cfg: Config, tree: _Tree, spec: required_mod.RequiredSpec | None
-) -> list[Check]:
-    m = cfg.settings.manifest
-    if m is None:
-        why = "not configured (no [manifest] section)"
-        return [_skip("manifest-required", why), _skip("manifest-entries-exist", why)]
+def _manifest_checks(cfg: Config, tree: _Tree, m: ManifestSurface) -> list[Check]:
+    names = ("manifest-required", "manifest-entries-exist")
+    if m.status == "off":
+        return [_not_checked(n, "off", f"switched off: {m.origin}") for n in names]
+    if m.status == "none":
+        why = f"this repository has no boot manifest ({m.origin})"
+        return [_not_checked(n, "none", why) for n in names]
+    if m.status == "ambiguous":
+        return [_fail(n, f"which manifest to check is not known: {m.origin}") for n in names]
     text = tree.text(m.path)
-    entries = required_mod.text_entries(text) if text is not None else None  # None: no file
+    entries = manifest_mod.entries(text) if text is not None else None  # None: no file
     return [
-        _required_check(cfg, tree, spec, m.path, entries),
+        _required_check(cfg, tree, m, entries),
         _entries_exist(cfg, tree, m.path, entries),
     ]
 
 
 def _required_check(
-    cfg: Config,
-    tree: _Tree,
-    spec: required_mod.RequiredSpec | None,
-    manifest: str,
-    entries: list[str] | None,
+    cfg: Config, tree: _Tree, m: ManifestSurface, entries: list[str] | None
 ) -> Check:
-    name = "manifest-required"
+    name, spec, manifest = "manifest-required", m.required, m.path
     if spec is None:
-        return _skip(name, "not configured ([manifest] required is empty)")
+        return _not_checked(
+            name,
+            "none",
+            f"no required-migrations list to check against ({m.required_origin}); name it in "
+            "[manifest] required to prove RC3",
+        )
     source = tree.text(spec.file)
     if source is None:
-        return Check(
-            name, False, f"{spec.file} (named by [manifest] required) is not in {cfg.main}'s tree"
+        return _fail(
+            name,
+            f"{spec.file} (the required list, {m.required_origin}) is not in {cfg.main}'s tree",
         )
     try:
         needed = list(dict.fromkeys(required_mod.read(spec, source)))
     except LanesError as exc:
-        return Check(name, False, exc.message)
+        return _fail(name, exc.message)
     have = set(entries or ())
     missing = [r for r in needed if r not in have]
     if entries is None:
-        return Check(
+        return _fail(
             name,
-            False,
             f"the manifest {manifest} is not in {cfg.main}'s tree: all {len(missing)} "
             f"required migrations ({spec}) are missing: {', '.join(missing)}",
         )
     if missing:
-        return Check(
+        empty = " (the manifest is empty)" if not entries else ""
+        return _fail(
             name,
-            False,
             f"{manifest} lacks {len(missing)} of the {len(needed)} required "
-            f"migrations ({spec}): {', '.join(missing)}" + _how_to_add(cfg, tree, missing),
+            f"migrations ({spec}){empty}: {', '.join(missing)}" + _how_to_add(cfg, tree, missing),
         )
-    return Check(name, True, f"all {len(needed)} required migrations ({spec}) are in {manifest}")
+    return _pass(name, f"all {len(needed)} required migrations ({spec}) are in {manifest}")
 
 
 def _how_to_add(cfg: Config, tree: _Tree, missing: list[str]) -> str:
@@ -228,34 +254,34 @@ def _entries_exist(cfg: Config, tree: _Tree, manifest: str, entries: list[str] |
     entries_dir = cfg.entries_dir()
     files = tree.files(entries_dir)
     if entries is None:
-        return Check(name, False, f"the manifest {manifest} is not in {cfg.main}'s tree")
+        return _fail(name, f"the manifest {manifest} is not in {cfg.main}'s tree")
     if files is None:
-        return Check(
-            name, False, f"entries_dir {entries_dir} is not a directory in {cfg.main}'s tree"
-        )
+        return _fail(name, f"entries_dir {entries_dir} is not a directory in {cfg.main}'s tree")
     unique = list(dict.fromkeys(entries))
     present = set(files)
     missing = [e for e in unique if e not in present]
     if missing:
-        return Check(
+        return _fail(
             name,
-            False,
             f"{manifest} names {len(missing)} file(s) not in {entries_dir}: "
             f"{', '.join(missing)}; add the migration files or remove the entries",
         )
     if not unique:
-        return Check(name, True, f"{manifest} has no entries")
-    return Check(name, True, f"all {len(unique)} entries of {manifest} are files in {entries_dir}")
+        return _pass(name, f"{manifest} has no entries")
+    return _pass(name, f"all {len(unique)} entries of {manifest} are files in {entries_dir}")
 
 
 def _numbers_unique(cfg: Config, tree: _Tree) -> Check:
     name = "migration-numbers-unique"
-    if cfg.settings.manifest is None:
-        return _skip(name, "not configured (no [manifest] section)")
+    m = cfg.surfaces.manifest
+    if m.status in ("off", "none"):
+        return _not_checked(name, m.status, f"no migrations folder to check ({m.origin})")
+    if m.status == "ambiguous":
+        return _fail(name, f"which migrations folder to check is not known: {m.origin}")
     entries_dir = cfg.entries_dir()
     files = tree.files(entries_dir)
     if files is None:
-        return Check(name, False, f"entries_dir {entries_dir} is not a directory in main")
+        return _fail(name, f"entries_dir {entries_dir} is not a directory in main")
     stems: dict[int, dict[str, list[str]]] = {}
     for file in sorted(files):
         match = _MIGRATION.match(file)
@@ -270,47 +296,24 @@ def _numbers_unique(cfg: Config, tree: _Tree) -> Check:
             f"{n:03d}: " + ", ".join(f for group in s.values() for f in group)
             for n, s in sorted(clashes.items())
         ]
-        return Check(
+        return _fail(
             name,
-            False,
             f"migrations in {entries_dir} share a number: "
             + "; ".join(parts)
             + "; renumber the later one(s)",
         )
     count = sum(len(s) for s in stems.values())
-    return Check(name, True, f"{count} numbered migrations in {entries_dir}, no number twice")
+    return _pass(name, f"{count} numbered migrations in {entries_dir}, no number twice")
 
 
 # -- versions -------------------------------------------------------------------------------
 
 
-def _version_of(path: str, text: str) -> str:
-    """The version field of a TOML (project / tool.poetry) or JSON file; ValueError why not."""
-    if path.endswith(".toml"):
-        try:
-            doc: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path} is not valid TOML ({exc})") from None
-        for table in (doc.get("project", {}), doc.get("tool", {}).get("poetry", {})):
-            if isinstance(table, dict) and "version" in table:
-                return str(table["version"])
-        raise ValueError(f"{path} has no [project] or [tool.poetry] version")
-    if path.endswith(".json"):
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"{path} is not valid JSON ({exc})") from None
-        if isinstance(doc, dict) and isinstance(doc.get("version"), str):
-            return str(doc["version"])
-        raise ValueError(f'{path} has no top-level "version" string')
-    raise ValueError(f"{path}: lanes reads versions from .toml and .json files only")
-
-
 def _versions_agree(cfg: Config, tree: _Tree) -> Check:
     name = "versions-agree"
-    v = cfg.settings.version
-    if v is None or not v.files:
-        return _skip(name, "not configured (no [version] files)")
+    v = cfg.surfaces.version
+    if v.status in ("off", "none"):
+        return _not_checked(name, "none" if v.status == "none" else "off", v.origin)
     found: list[tuple[str, str]] = []
     problems: list[str] = []
     for path in v.files:
@@ -319,41 +322,106 @@ def _versions_agree(cfg: Config, tree: _Tree) -> Check:
             problems.append(f"{path} is not in main's tree")
             continue
         try:
-            found.append((path, _version_of(path, text)))
-        except ValueError as exc:
-            problems.append(str(exc))
+            found.append((path, version_mod.read(path, text)))
+        except LanesError as exc:
+            problems.append(exc.message)
     if found:
         first_path, first = found[0]
         for path, version in found[1:]:
             if version != first:
                 problems.append(f"{first_path} has {first} but {path} has {version}")
+    origin = "" if v.status == "configured" else f" (discovered: {v.origin})"
     if problems:
-        return Check(name, False, "; ".join(problems))
-    return Check(name, True, f"{', '.join(p for p, _ in found)} all at {found[0][1]}")
+        return _fail(name, "; ".join(problems) + origin)
+    return _pass(name, f"{', '.join(p for p, _ in found)} all at {found[0][1]}{origin}")
 
 
 # -- the deploy chain (RC4) ------------------------------------------------------------------
 
 
-def _deploy_chain(cfg: Config, tree: _Tree) -> tuple[Check, list[str]]:
+def _deploy_chain(cfg: Config, tree: _Tree, head: str) -> tuple[Check, list[str], list[str]]:
+    """The check, the commands that deploy by direct dispatch in the order to run them,
+    and the warnings that go with them."""
     name = "deploy-chain"
-    d = cfg.settings.deploy
-    if d is None:
-        return _skip(name, "not configured (no [deploy] section)"), []
-    deploy_path = PurePosixPath(d.workflow).as_posix()  # ./.github/... is the same file
+    d = cfg.surfaces.deploy
+    if d.status == "off":
+        return _not_checked(name, "off", f"switched off: {d.origin}"), [], []
     flows = wf.parse_all({p: tree.text(p) or "" for p in _workflow_paths(tree)})
+    if d.status == "ambiguous":
+        return _fail(name, f"which workflow deploys is not known: {d.origin}"), [], []
+    if d.status == "none":
+        followers = [w.path for w in flows if w.is_child]
+        if followers:  # a chain with no deploy to hang from is not "no surface"
+            return (
+                _fail(
+                    name,
+                    f"{', '.join(followers)} follow(s) workflows by workflow_run, but no deploy "
+                    f"workflow was found ({d.origin}); name it in [deploy] workflow",
+                ),
+                [],
+                [],
+            )
+        return (
+            _not_checked(name, "none", f"this repository has no deploy workflow ({d.origin})"),
+            [],
+            [],
+        )
+    deploy_path = PurePosixPath(d.workflow).as_posix()  # ./.github/... is the same file
     problems = wf.chain_problems(flows, deploy_path)
     deploy = next((w for w in flows if w.path == deploy_path), None)
     if problems or deploy is None:
-        return Check(name, False, "; ".join(problems)), []
+        return _fail(name, "; ".join(problems)), [], []
     chained = wf.chain(deploy, flows)
     children = sum(1 for w in flows if w.is_child)
+    origin = "" if d.status == "configured" else f" (discovered: {d.origin})"
     detail = (
-        f"{deploy_path} and its {len(chained)} chained workflow(s)"
+        f"{deploy_path}{origin} and its {len(chained)} chained workflow(s)"
         + (f" ({', '.join(w.display_name for w in chained)})" if chained else "")
         + f" run under a hand dispatch; {children} workflow_run workflow(s) checked"
     )
-    return Check(name, True, detail), wf.dispatch_commands(deploy, flows, cfg.main)
+    commands, warnings = _next_steps(cfg, deploy, flows, head)
+    return _pass(name, detail), commands, warnings
+
+
+def _next_steps(
+    cfg: Config, deploy: wf.Workflow, flows: list[wf.Workflow], head: str
+) -> tuple[list[str], list[str]]:
+    """What a person runs to deploy what was checked, in order: the push of main when the
+    remote is behind, the deploy's dispatch, a wait for that run, then each chained
+    workflow (they are dispatched directly, never left to a workflow_run guard: RC4)."""
+    import shlex
+
+    commands: list[str] = []
+    warnings: list[str] = []
+    upstream = git.upstream(cfg.main_checkout, cfg.main)
+    on_push = wf.runs_on_push_to(deploy, cfg.main)
+    if upstream is None:
+        warnings.append(
+            f"{cfg.main} has no upstream branch: `gh workflow run` deploys the remote's "
+            f"{cfg.main}, so push {head[:12]} there first"
+        )
+    else:
+        remote, branch, remote_head = upstream
+        if remote_head != head:
+            commands.append(
+                f"git push {shlex.quote(remote)} {shlex.quote(cfg.main)}:{shlex.quote(branch)}"
+            )
+    if on_push:
+        pushing = bool(commands) or upstream is None
+        warnings.append(
+            f"{deploy.path} also runs on a push to {cfg.main}: "
+            + (
+                "the push deploys, and the dispatch below would deploy a second time; "
+                "let the push's run deploy (watch it) and skip the dispatch of the deploy"
+                if pushing
+                else "a later push will deploy again"
+            )
+        )
+    dispatches = wf.dispatch_commands(deploy, flows, cfg.main)
+    commands.append(dispatches[0])
+    commands.append(wf.watch_command(deploy, cfg.main))
+    commands += dispatches[1:]
+    return commands, warnings
 
 
 # -- the wave --------------------------------------------------------------------------------
@@ -367,7 +435,7 @@ def landed_lanes(cfg: Config, head: str, wave: str) -> set[str]:
 def _wave_integrated(cfg: Config, head: str, waves: list[str]) -> Check:
     name = "wave-integrated"
     if not waves:
-        return _skip(name, "no wave has a ledger yet")
+        return _not_checked(name, "none", "no wave has a ledger yet")
     problems: list[str] = []
     summary: list[str] = []
     for w in waves:
@@ -405,8 +473,8 @@ def _wave_integrated(cfg: Config, head: str, waves: list[str]) -> Check:
             + (f"; not in this deploy: {', '.join(out)}" if out else "")
         )
     if problems:
-        return Check(name, False, "; ".join(problems))
-    return Check(name, True, "; ".join(summary))
+        return _fail(name, "; ".join(problems))
+    return _pass(name, "; ".join(summary))
 
 
 def wave_base(cfg: Config, wave: str) -> str | None:
@@ -429,20 +497,21 @@ def wave_base(cfg: Config, wave: str) -> str | None:
 def _main_linear(cfg: Config, head: str, waves: list[str], asked: str | None) -> Check:
     name = "main-linear"
     if not waves:
-        return _skip(name, "no wave has a ledger yet, so there is no base to check from")
+        return _not_checked(
+            name, "none", "no wave has a ledger yet, so there is no base to check from"
+        )
     bases = [b for b in (wave_base(cfg, w) for w in waves) if b]
     base = git.merge_base_all(cfg.main_checkout, bases)
     which = f"wave {asked}'s base" if asked else "the earliest base of waves " + ", ".join(waves)
     if base is None:
-        return _skip(name, f"no lane of {', '.join(waves)} recorded a base")
+        return _not_checked(name, "none", f"no lane of {', '.join(waves)} recorded a base")
     merges = git.merge_commits(cfg.main_checkout, base, head)
     if merges:
         listed = "; ".join(f"{sha[:12]} {subject!r}" for sha, subject in merges)
-        return Check(
+        return _fail(
             name,
-            False,
             f"{cfg.main} has {len(merges)} merge commit(s) since {base[:12]} ({which}): "
             f"{listed}; replace them with their commits rebased onto {cfg.main} "
             "(the integrator never merges)",
         )
-    return Check(name, True, f"no merge commit on {cfg.main} since {base[:12]} ({which})")
+    return _pass(name, f"no merge commit on {cfg.main} since {base[:12]} ({which})")

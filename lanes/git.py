@@ -428,6 +428,31 @@ def detach_head(worktree: Path, rev: str) -> None:
     )
 
 
+def upstream(repo: Path, branch: str) -> tuple[str, str, str | None] | None:
+    """(remote, branch on the remote, its tip as last fetched or None) for `branch`'s
+    upstream; without one, the only remote that has a `<remote>/<branch>` tracking ref."""
+    code, data, _ = _run_bytes(
+        [
+            "for-each-ref",
+            "--format=%(upstream:remotename)%00%(upstream:remoteref)%00%(upstream)",
+            f"refs/heads/{branch}",
+        ],
+        repo,
+    )
+    fields = data.decode("utf-8", "replace").strip().split("\0") if code == 0 else []
+    if len(fields) == 3 and fields[0] and fields[1]:
+        remote, ref, tracking = fields
+        return remote, ref.removeprefix("refs/heads/"), rev_parse(repo, tracking)
+    code, data, _ = _run_bytes(
+        ["for-each-ref", "--format=%(refname)", f"refs/remotes/*/{branch}"], repo
+    )
+    refs = data.decode("utf-8", "replace").split() if code == 0 else []
+    if len(refs) != 1:
+        return None
+    remote = refs[0].removeprefix("refs/remotes/").removesuffix(f"/{branch}")
+    return remote, branch, rev_parse(repo, refs[0])
+
+
 def tree_paths(repo: Path, rev: str) -> list[str]:
     """Every file path in `rev`'s tree (one `ls-tree -r`: what discovery looks through)."""
     code, data, _ = _run_bytes(["ls-tree", "-r", "-z", "--name-only", rev], repo)

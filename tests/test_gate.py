@@ -14,6 +14,10 @@ from tests.conftest import commit_file, git, lanes_json, run_lanes
 
 MANIFEST = scaffold.MANIFEST
 VERIFY = ".github/workflows/verify.yml"
+WATCH = (
+    'gh run watch "$(gh run list --workflow deploy.yml --branch main --event workflow_dispatch '
+    "--limit 1 --json databaseId --jq '.[0].databaseId')\" --exit-status"
+)
 
 
 def check(repo: Path, name: str, wave: str | None = None) -> gate.Check:
@@ -32,10 +36,15 @@ def test_the_seed_passes_and_says_how_to_deploy(seed_repo: Path) -> None:
     report = gate.verify(config.load(seed_repo))
     assert report.ok and report.failed == []
     assert [c.name for c in report.checks] == list(gate.CHECKS)
-    skipped = {c.name for c in report.checks if c.skipped}
-    assert skipped == {"wave-integrated", "main-linear"}  # no wave yet
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses == {
+        **{name: "pass" for name in gate.CHECKS},
+        "wave-integrated": "none",  # no wave yet
+        "main-linear": "none",
+    }
     assert report.next == [
         "gh workflow run deploy.yml --ref main",
+        WATCH,
         "gh workflow run verify --ref main",
     ]
     assert report.main == git(seed_repo, "rev-parse", "main")
@@ -153,7 +162,8 @@ def test_versions_that_disagree_name_both_files_and_versions(seed_repo: Path) ->
 def test_a_version_file_without_a_version_is_named(seed_repo: Path) -> None:
     commit_file(seed_repo, "server.json", '{"name": "jpcite"}\n')
     c = check(seed_repo, "versions-agree")
-    assert not c.ok and 'server.json has no top-level "version"' in c.detail
+    assert not c.ok and c.status == "fail"
+    assert "server.json" in c.detail and 'no top-level "version"' in c.detail
 
 
 # -- RC4: the deploy chain ----------------------------------------------------------------------
@@ -228,6 +238,7 @@ def test_next_follows_the_chain_transitively(seed_repo: Path) -> None:
     )
     assert gate.verify(config.load(seed_repo)).next == [
         "gh workflow run deploy.yml --ref main",
+        WATCH,
         "gh workflow run verify --ref main",
         "gh workflow run 'acceptance criteria' --ref main",
     ]
@@ -373,14 +384,43 @@ def _configure(repo: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
-def test_unconfigured_surfaces_are_skipped(seed_repo: Path) -> None:
+def test_unwritten_surfaces_are_discovered_and_checked_as_if_written(seed_repo: Path) -> None:
+    written = gate.verify(config.load(seed_repo))
+    assert {row["status"] for row in written.surfaces} == {"configured"}
     text = (seed_repo / "pyproject.toml").read_text(encoding="utf-8")
     (seed_repo / "pyproject.toml").write_text(
         text.split("[tool.lanes.manifest]")[0], encoding="utf-8"
     )
+    git(seed_repo, "commit", "-qam", "lanes: only the top-level keys")
     report = gate.verify(config.load(seed_repo))
-    assert report.ok and report.next == []
-    assert all(c.skipped and "skipped" in c.detail for c in report.checks)
+    assert [(c.name, c.status) for c in report.checks] == [
+        (c.name, c.status) for c in written.checks
+    ]
+    assert report.ok and report.next == written.next
+    assert {row["surface"]: row["status"] for row in report.surfaces} == {
+        "manifest": "discovered",
+        "required": "discovered",
+        "version": "discovered",
+        "deploy": "discovered",
+    }
+    commit_file(seed_repo, MANIFEST, "# shipped empty\n")
+    assert failed(seed_repo) == ["manifest-required"]
+
+
+def test_a_surface_switched_off_is_off_never_a_pass(seed_repo: Path) -> None:
+    (seed_repo / "lanes.toml").write_text(
+        "[manifest]\nenabled = false\n[deploy]\nenabled = false\n", encoding="utf-8"
+    )
+    commit_file(seed_repo, MANIFEST, "# shipped empty\n")
+    report = gate.verify(config.load(seed_repo))
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses["manifest-required"] == statuses["manifest-entries-exist"] == "off"
+    assert statuses["deploy-chain"] == "off" and statuses["migration-numbers-unique"] == "off"
+    assert statuses["versions-agree"] == "pass"  # [version] absent: discovered and checked
+    assert report.ok and report.next == []  # nothing to dispatch: the deploy is off
+    human = run_lanes(seed_repo, "verify")
+    assert human.returncode == 0
+    assert "off" in human.stdout and "not checked" in human.stderr
 
 
 def test_a_malformed_required_value_is_bad_configuration(seed_repo: Path) -> None:
@@ -398,12 +438,17 @@ def test_cli_passes_on_the_seed_with_the_commands_to_deploy(seed_repo: Path) -> 
     assert doc["schema_version"] == 1 and doc["ok"] is True
     assert doc["next"] == [
         "gh workflow run deploy.yml --ref main",
+        WATCH,
         "gh workflow run verify --ref main",
     ]
     assert {c["name"] for c in doc["checks"]} == set(gate.CHECKS)
+    assert {c["status"] for c in doc["checks"]} == {"pass", "none"}
     human = run_lanes(seed_repo, "verify")
     assert human.returncode == 0
-    assert "✓" in human.stdout and "gh workflow run deploy.yml --ref main" in human.stdout
+    assert "pass" in human.stdout and "gh workflow run deploy.yml --ref main" in human.stdout
+    # The seed has no remote: the person is told to push before dispatching, and that the
+    # deploy also runs on a push (it would deploy twice).
+    assert "no upstream" in human.stderr and "also runs on a push to main" in human.stderr
 
 
 def test_cli_fails_with_exit_4_and_every_failing_check(seed_repo: Path) -> None:
@@ -417,7 +462,7 @@ def test_cli_fails_with_exit_4_and_every_failing_check(seed_repo: Path) -> None:
     assert [c["name"] for c in doc["checks"] if not c["ok"]] == doc["failed"]
     human = run_lanes(seed_repo, "verify")
     assert human.returncode == 4
-    assert "✗" in human.stdout and "manifest-required" in human.stdout
+    assert "FAIL" in human.stdout and "manifest-required" in human.stdout
     assert "gate failed: manifest-required, deploy-chain" in human.stderr
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from lanes.cli.output import JsonOpt, ago, emit, plain, say, table
+
+if TYPE_CHECKING:
+    from lanes.state import LaneStatus
 
 WaveArg = Annotated[Optional[str], typer.Argument(help="Wave; known from the worktree if omitted.")]  # noqa: UP045
 LaneArg = Annotated[Optional[str], typer.Argument(help="Lane; known from the worktree if omitted.")]  # noqa: UP045
@@ -209,41 +212,49 @@ def status(
     """Lanes with agent, state, age, heartbeat, commits ahead and fragments."""
     from lanes import state
     from lanes.cli.context import config
+    from lanes.cli.verify_cmd import show_surfaces
 
-    rows = state.status(config(), wave)
-    emit(
-        {"lanes": plain(rows)},
-        json_,
-        lambda: table(
-            "lanes" + (f" in wave {wave}" if wave else ""),
+    cfg = config()
+    rows = state.status(cfg, wave)
+    surfaces = cfg.surfaces.describe()
+
+    def human() -> None:
+        show_surfaces(surfaces)
+        _lanes_table(wave, rows)
+
+    emit({"lanes": plain(rows), "surfaces": surfaces}, json_, human)
+
+
+def _lanes_table(wave: str | None, rows: list[LaneStatus]) -> None:
+    table(
+        "lanes" + (f" in wave {wave}" if wave else ""),
+        [
+            "wave",
+            "lane",
+            "agent",
+            "state",
+            "age",
+            "heartbeat",
+            "ahead",
+            "fragments",
+            "worktree",
+        ],
+        [
             [
-                "wave",
-                "lane",
-                "agent",
-                "state",
-                "age",
-                "heartbeat",
-                "ahead",
-                "fragments",
-                "worktree",
-            ],
-            [
-                [
-                    r.wave,
-                    r.lane,
-                    r.agent,
-                    r.state
-                    + (" (stale)" if r.stale else "")
-                    + (f" ({r.bounce_reason})" if r.bounce_reason else ""),
-                    ago(r.age_seconds),
-                    ago(r.heartbeat_age_seconds),
-                    str(r.commits_ahead),
-                    str(r.fragments),
-                    r.worktree,
-                ]
-                for r in rows
-            ],
-        ),
+                r.wave,
+                r.lane,
+                r.agent,
+                r.state
+                + (" (stale)" if r.stale else "")
+                + (f" ({r.bounce_reason})" if r.bounce_reason else ""),
+                ago(r.age_seconds),
+                ago(r.heartbeat_age_seconds),
+                str(r.commits_ahead),
+                str(r.fragments),
+                r.worktree,
+            ]
+            for r in rows
+        ],
     )
 
 

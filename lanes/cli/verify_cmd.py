@@ -54,27 +54,55 @@ def verify(
         raise typer.Exit(GATE_FAILED)
 
 
+_MARKS = {
+    "pass": "[green]pass[/]",
+    "fail": "[bold red]FAIL[/]",
+    "off": "[yellow]off[/]",
+    "none": "[dim]none[/]",
+}
+
+
 def _human(report: GateReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from lanes.cli.output import console
 
+    show_surfaces(report.surfaces)
     tbl = Table(title=f"pre-deploy gate on main {report.main[:12]}", title_justify="left")
-    tbl.add_column("")
+    tbl.add_column("status")
     tbl.add_column("check")
     tbl.add_column("detail", overflow="fold")
     for check in report.checks:
-        mark = "[dim]–[/]" if check.skipped else "[green]✓[/]" if check.ok else "[bold red]✗[/]"
-        tbl.add_row(mark, escape(check.name), escape(check.detail))
+        tbl.add_row(_MARKS[check.status], escape(check.name), escape(check.detail))
     console().print(tbl)
-    if report.ok:
-        say(
-            "[green]gate passed[/]: deploy by direct dispatch:"
-            if report.next
-            else "[green]gate passed[/]"
-        )
-        for command in report.next:
-            print(command)
-    else:
+    unchecked = [c.name for c in report.checks if c.status in ("off", "none")]
+    if unchecked:
+        say(f"[yellow]not checked[/] (off or absent, see above): {escape(', '.join(unchecked))}")
+    if not report.ok:
         say(f"[bold red]gate failed[/]: {escape(', '.join(report.failed))}")
+        return
+    say(
+        "[green]gate passed[/]"
+        + (": deploy by direct dispatch, in this order:" if report.next else "")
+    )
+    for warning in report.warnings:
+        say(f"[yellow]warning:[/] {escape(warning)}")
+    for command in report.next:
+        print(command)
+
+
+def show_surfaces(rows: list[dict[str, object]]) -> None:
+    """Which contended surfaces were used, and where each came from (written, discovered,
+    switched off, absent, ambiguous): on stderr, for people."""
+    from rich.markup import escape
+
+    for row in rows:
+        paths = ", ".join(str(p) for p in row["paths"]) or "-"  # type: ignore[attr-defined]
+        say(
+            f"[dim]{row['surface']}:[/] {row['status']} {escape(paths)} [dim]({escape(str(row['origin']))})[/]"
+        )
+        for bad in row.get("unreadable", []):  # type: ignore[attr-defined]
+            say(
+                f"[dim]  not a version file lanes can read: {escape(bad['file'])}: {escape(bad['why'])}[/]"
+            )

@@ -374,6 +374,45 @@ def dispatch_commands(deploy: Workflow, workflows: list[Workflow], main: str) ->
     return commands
 
 
+def watch_command(deploy: Workflow, main: str) -> str:
+    """Wait for the newest hand-dispatched run of the deploy on `main`, failing if it fails."""
+    listing = (
+        f"gh run list --workflow {shlex.quote(deploy.file_name)} --branch {shlex.quote(main)} "
+        "--event workflow_dispatch --limit 1 --json databaseId --jq '.[0].databaseId'"
+    )
+    return f'gh run watch "$({listing})" --exit-status'
+
+
+def runs_on_push_to(flow: Workflow, branch: str) -> bool:
+    """Whether a push to `branch` starts this workflow (its `on.push` branch filters, as
+    GitHub reads them: `branches`, `branches-ignore`, globs, `!` negations)."""
+    from fnmatch import fnmatchcase
+
+    if "push" not in flow.triggers:
+        return False
+    config = flow.triggers["push"]
+    if not isinstance(config, dict):
+        return True  # `on: push` or `push:` with no filter: every branch
+    if "branches" not in config and "branches-ignore" not in config and "tags" in config:
+        return False  # only tags
+    ignored = config.get("branches-ignore")
+    if isinstance(ignored, list | str):
+        patterns = [ignored] if isinstance(ignored, str) else ignored
+        return not any(fnmatchcase(branch, str(p)) for p in patterns)
+    wanted = config.get("branches")
+    if wanted is None:
+        return True
+    patterns = [wanted] if isinstance(wanted, str) else [str(p) for p in wanted or []]
+    matched = False
+    for pattern in patterns:  # later patterns win, as GitHub applies them in order
+        if pattern.startswith("!"):
+            if fnmatchcase(branch, pattern[1:]):
+                matched = False
+        elif fnmatchcase(branch, pattern):
+            matched = True
+    return matched
+
+
 def _dispatch(flow: Workflow, ident: str, main: str) -> str:
     """One `gh workflow run`, with each required input at its default (`-f name=value`)."""
     fields = "".join(
