@@ -491,3 +491,33 @@ def test_real_workflows_in_the_repository(seed_repo: Path) -> None:
     )
     assert "staging-e2e.yml is triggered" not in c.detail  # it has workflow_dispatch
     assert "verify.yml" not in c.detail  # the seed's own chain is still fine
+
+
+def test_next_pushes_main_first_when_the_remote_is_behind(seed_repo: Path, tmp_path: Path) -> None:
+    remote = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(seed_repo, "remote", "add", "origin", str(remote))
+    git(seed_repo, "push", "-q", "-u", "origin", "main")
+    report = gate.verify(config.load(seed_repo))
+    assert report.next[0] == "gh workflow run deploy.yml --ref main"  # in step: no push
+    assert not any("no upstream" in w for w in report.warnings)
+    assert any("also runs on a push to main" in w for w in report.warnings)
+    commit_file(seed_repo, "src/app.py", '"""v2"""\n')
+    report = gate.verify(config.load(seed_repo))
+    assert report.next[:3] == [
+        "git push origin main:main",
+        "gh workflow run deploy.yml --ref main",
+        WATCH,
+    ]
+    assert any("the push deploys" in w for w in report.warnings)
+
+
+def test_no_double_deploy_warning_when_the_deploy_does_not_run_on_push(seed_repo: Path) -> None:
+    deploy = (seed_repo / ".github/workflows/deploy.yml").read_text(encoding="utf-8")
+    commit_file(
+        seed_repo,
+        ".github/workflows/deploy.yml",
+        deploy.replace("  push:\n    branches: [main]\n", "  push:\n    branches: [release/*]\n"),
+    )
+    report = gate.verify(config.load(seed_repo))
+    assert report.ok and not any("runs on a push" in w for w in report.warnings)

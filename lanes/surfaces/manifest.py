@@ -24,8 +24,9 @@ _NUMBER = re.compile(r"(\d+)")
 
 
 def entry_of(line: str) -> str | None:
-    """The entry a line names, or None for a comment or a blank line."""
-    entry = line.split("#", 1)[0].strip()
+    """The entry a line names, or None for a comment or a blank line (a UTF-8 byte order
+    mark before the first line is not part of it)."""
+    entry = line.lstrip("\ufeff").split("#", 1)[0].strip()
     return entry or None
 
 
@@ -41,6 +42,8 @@ def order_key(entry: str) -> tuple[int, int, str]:
 
 def add_entries(text: str, new: Iterable[str]) -> str:
     """`text` with each entry of `new` not already present inserted in migration order."""
+    if text.startswith("\ufeff"):  # the byte order mark stays first, whatever goes before
+        return "\ufeff" + add_entries(text[1:], new)
     lines = text.splitlines(keepends=True)
     present = set(entries(text))
     newline = "\r\n" if "\r\n" in text else "\n"
