@@ -26,6 +26,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 import bench_claims  # noqa: E402  (a sibling module, found through sys.path above)
+import bench_discovery  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 CLAIM_GOAL = 1.25  # lanes claim / git worktree add
@@ -142,7 +143,44 @@ def _yes(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def render(res: dict[str, Any], box: dict[str, str], integ: list[dict[str, Any]], note: str) -> str:
+def discovery_section(disc: dict[str, Any]) -> list[str]:
+    out = [
+        "## Discovery of the contended surfaces\n",
+        "A section absent from the configuration is discovered on `main`'s tree the first "
+        "time a command needs the surfaces (lanes/discover.py): one `git ls-tree -r` of "
+        "`main`, a `git cat-file --batch` of the few candidate files, and the parsing. "
+        f"In process, median of {disc['runs']} runs, beside the raw listing it stands on:\n",
+        "| repository | files | discovery | `git ls-tree -r main` | ratio |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in disc["discovery"]:
+        out.append(
+            f"| {row['name']} | {row['files']:,} | {row['discovery_ms']:.1f} ms | "
+            f"{row['ls_tree_ms']:.1f} ms | {row['discovery_ms'] / row['ls_tree_ms']:.1f}x |"
+        )
+    out += [
+        "",
+        "What the hot commands pay for it, on the large repository: the tree listings they "
+        "run (counted with `GIT_TRACE`) and whether they import `lanes.discover` at all.\n",
+        "| command | tree listings | imports discovery | median wall time |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in disc["commands"]:
+        out.append(
+            f"| `{row['command']}` | {row['tree_listings']} | "
+            f"{'yes' if row['imports_discover'] else 'no'} | {row['median_s']:.3f} s |"
+        )
+    out.append("")
+    return out
+
+
+def render(
+    res: dict[str, Any],
+    box: dict[str, str],
+    integ: list[dict[str, Any]],
+    note: str,
+    disc: dict[str, Any] | None = None,
+) -> str:
     v = verdicts(res)
     races = res["races"]
     out: list[str] = []
@@ -324,6 +362,8 @@ claim directory, the locks, the ledger row with its fsync) took {_s(v["own"])} o
         w("")
     if note:
         w(note + "\n")
+    if disc:
+        out.extend(discovery_section(disc))
     w("## Reproducing\n")
     w(
         "`make bench` (about ten minutes here); `.venv/bin/python bench/run.py --quick` makes "
@@ -365,16 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     res = bench_claims.main(quick=args.quick)
     print("integration benchmarks ...", file=sys.stderr, flush=True)
     integ, note = integrate_rows()
+    print("discovery benchmarks ...", file=sys.stderr, flush=True)
+    disc = bench_discovery.main(quick=args.quick)
     print(table(res, integ))
     if note:
         print(note.splitlines()[0], file=sys.stderr)
     if args.json:
         args.json.write_text(
-            json.dumps({"machine": box, "claims": res, "integrate": integ}, indent=2) + "\n",
+            json.dumps(
+                {"machine": box, "claims": res, "integrate": integ, "discovery": disc}, indent=2
+            )
+            + "\n",
             encoding="utf-8",
         )
     if not args.no_docs:
-        DOC.write_text(render(res, box, integ, note), encoding="utf-8")
+        DOC.write_text(render(res, box, integ, note, disc), encoding="utf-8")
         print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
