@@ -152,3 +152,25 @@ def test_a_lanes_toml_that_cannot_be_read_is_refused_not_skipped(
         target.write_bytes(b"\xff\xfe")
     rc, doc = lanes_json(seed_repo, "status")
     assert (rc, doc["error"]) == (2, "bad-config")
+
+
+def test_heartbeat_and_help_never_run_discovery(seed_repo: Path) -> None:
+    """Agents call these hundreds of times: discovery (a tree listing and file reads) must
+    not run, nor even be imported, for them."""
+    import subprocess
+    import sys
+
+    rc, doc = lanes_json(seed_repo, "claim", "44", "hb", "--agent", "bot")
+    assert rc == 0
+    probe = (
+        "import sys, runpy; sys.argv = ['lanes', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('lanes', run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('lanes.discover' in sys.modules, file=sys.stderr)"
+    )
+    for cwd, args in ((Path(doc["worktree"]), ["heartbeat"]), (seed_repo, ["--help"])):
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == "False", args
