@@ -15,8 +15,10 @@ from tests.conftest import commit_file, git, lanes_json, run_lanes
 MANIFEST = scaffold.MANIFEST
 VERIFY = ".github/workflows/verify.yml"
 WATCH = (
-    'gh run watch "$(gh run list --workflow deploy.yml --branch main --event workflow_dispatch '
-    "--limit 1 --json databaseId --jq '.[0].databaseId')\" --exit-status"
+    "for _ in $(seq 60); do id=$(gh run list --workflow deploy.yml --branch main "
+    "--event workflow_dispatch --limit 5 --json databaseId,status "
+    """--jq '[.[] | select(.status != "completed")][0].databaseId // empty'); """
+    '[ -n "$id" ] && break; sleep 5; done; gh run watch "$id" --exit-status'
 )
 
 

@@ -375,12 +375,18 @@ def dispatch_commands(deploy: Workflow, workflows: list[Workflow], main: str) ->
 
 
 def watch_command(deploy: Workflow, main: str) -> str:
-    """Wait for the newest hand-dispatched run of the deploy on `main`, failing if it fails."""
+    """Wait for the hand-dispatched run of the deploy on `main` that has not finished yet
+    (the one just started: it appears a few seconds after `gh workflow run`), failing if
+    it fails. One shell line, runnable as it is."""
     listing = (
         f"gh run list --workflow {shlex.quote(deploy.file_name)} --branch {shlex.quote(main)} "
-        "--event workflow_dispatch --limit 1 --json databaseId --jq '.[0].databaseId'"
+        "--event workflow_dispatch --limit 5 --json databaseId,status "
+        """--jq '[.[] | select(.status != "completed")][0].databaseId // empty'"""
     )
-    return f'gh run watch "$({listing})" --exit-status'
+    return (
+        f'for _ in $(seq 60); do id=$({listing}); [ -n "$id" ] && break; sleep 5; done; '
+        'gh run watch "$id" --exit-status'
+    )
 
 
 def runs_on_push_to(flow: Workflow, branch: str) -> bool:
