@@ -146,19 +146,11 @@ def _earlier_ops(cfg: Config, wave: str, landed: list[trailers.Landed]) -> list[
             path = fragment_path(cfg, wave, ld.lane or "", name)
             if path is None or "-deploy-" not in name:
                 continue
-            frag = _read_fragment(path)
+            # It landed once, valid; an unreadable archive only loses a conflict check.
+            frag = fragments.parsed(path)
             if isinstance(frag, DeployFragment):
                 found += [AppliedOp(ld.lane or "", ld.sha, op) for op in frag.patch]
     return found
-
-
-def _read_fragment(path: Path) -> ManifestFragment | VersionFragment | DeployFragment | None:
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        return TypeAdapter(fragments.Fragment).validate_json(path.read_bytes())
-    except (OSError, ValidationError):
-        return None  # it landed once, valid; an unreadable archive only loses a conflict check
 
 
 def _lane_plan(cfg: Config, wave: str, hist: state.LaneHistory, head: str) -> LanePlan:

@@ -77,19 +77,21 @@ def read_all(
     """Every fragment in drop order. A file that does not parse raises BadInput naming it."""
     if not frag_dir.is_dir():
         return []
-    found = []
-    for path in sorted(frag_dir.glob("*.json")):
-        try:
-            found.append((path, _FRAGMENT.validate_json(path.read_bytes())))
-        except ValidationError as exc:
-            raise BadInput(
-                "bad-fragment",
-                f"fragment {path.name} is invalid: " + first_error(exc),
-                hint=f"take it back with `lanes fragment withdraw {path.name}` in the lane's "
-                "worktree, and drop a valid one",
-                fragment=str(path),
-            ) from None
-    return found
+    return [(path, parse(path)) for path in sorted(frag_dir.glob("*.json"))]
+
+
+def parse(path: Path) -> ManifestFragment | VersionFragment | DeployFragment:
+    """The one reader of a fragment file: BadInput naming it when it does not parse."""
+    try:
+        return _FRAGMENT.validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise BadInput(
+            "bad-fragment",
+            f"fragment {path.name} is invalid: " + first_error(exc),
+            hint=f"take it back with `lanes fragment withdraw {path.name}` in the lane's "
+            "worktree, and drop a valid one",
+            fragment=str(path),
+        ) from None
 
 
 def drop(
@@ -131,7 +133,7 @@ def withdraw(cfg: Config, wave: str, lane: str, names: list[str]) -> list[Path]:
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "withdraw fragments")
     frag_dir = claim_dir / claims.FRAGMENTS
-    present = {path.name: _parsed(path) for path in sorted(frag_dir.glob("*.json"))}
+    present = {path.name: parsed(path) for path in sorted(frag_dir.glob("*.json"))}
     # A name as `lanes fragment` printed it (the file's path) or as a bounce gave it.
     wanted = [Path(n).name if Path(n).parent in (Path("."), frag_dir) else n for n in names]
     unknown = [name for name in wanted if name not in present]
@@ -185,11 +187,11 @@ def unmet_entries(
     ]
 
 
-def _parsed(path: Path) -> ManifestFragment | VersionFragment | DeployFragment | None:
-    """The fragment in a file, or None when it does not parse (it can still be withdrawn)."""
+def parsed(path: Path) -> ManifestFragment | VersionFragment | DeployFragment | None:
+    """The fragment in a file, or None when it cannot be read or does not parse."""
     try:
-        return _FRAGMENT.validate_json(path.read_bytes())
-    except (ValidationError, OSError):
+        return parse(path)
+    except (BadInput, OSError):
         return None
 
 
