@@ -1,21 +1,32 @@
 """Version files: read and set the one version field, byte for byte elsewhere.
 
-pyproject.toml: `[project].version` (or `[tool.poetry].version`), through tomlkit, which
-keeps the rest of the document as it was. JSON (server.json, package.json): the top-level
-"version" member, located by walking the document with the json module's own scanner and
-replaced in place, so a look-alike string anywhere else (a description, a nested
-"version") is never touched. Every function checks its own result before returning it.
+The file's name says where its version is written; one function per kind of file locates it
+(its span in the text, a BOM set aside), and one read and one write serve them all:
+
+- pyproject.toml (any other `.toml`): `[project].version`, else `[tool.poetry].version`;
+- Cargo.toml: `[package].version`, or `[workspace.package].version`; both TOML files are
+  located through tomlkit, which writes a marker in the field and nowhere else;
+- setup.cfg: `version = X` under `[metadata]`, checked against configparser as setuptools
+  reads it;
+- build.gradle(.kts): the one `version = "X"` (Groovy: `version "X"`) line that starts outside
+  any block, string or comment;
+- `*.py`: the one top-level `__version__ = "X"`, located with `ast`;
+- `*.json`: the top-level "version" member, located with the json module's own scanner.
+
+A version written elsewhere (dynamic, inherited, computed, imported, assigned twice) is
+unreadable, with the reason; a look-alike (a comment, a description, a nested "version", an
+indented one) is never read nor touched. `write` checks its own result before returning it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from lanes.errors import BadInput, Refused
 from lanes.surfaces.base import FragmentModel
+from lanes.surfaces.version_formats import Field, locate, unreadable
 
 KIND = "version"
 INSTEAD = (
@@ -63,40 +74,31 @@ def bumped(version: str, bump: str) -> str:
     raise BadInput("bad-bump", f"{bump!r} is not a version bump", hint="major, minor or patch")
 
 
-_DUNDER_VERSION = re.compile(r"^__version__\s*(?::\s*str\s*)?=", re.MULTILINE)
+_DUNDER_VERSION = re.compile(r"^\ufeff?__version__[ \t]*(?::[^=\r\n]*)?=(?!=)", re.MULTILINE)
 
 
 def declares_version(name: str, text: str) -> bool:
-    """Whether a Python module assigns `__version__` at the top level."""
+    """Whether a Python module assigns `__version__` at the start of a line."""
     return bool(_DUNDER_VERSION.search(text))
 
 
-def _is_toml(name: str) -> bool:
-    return name.endswith(".toml")
+# -- one read and one write for every kind of file -------------------------------------
 
 
 def read(name: str, text: str) -> str:
     """The version a file carries."""
-    if _is_toml(name):
-        item, _ = _toml_field(name, text)
-        return str(item)
-    start, end = _json_span(name, text)
-    value = json.loads(text[start:end])
-    if not isinstance(value, str):
-        raise _unreadable(name, 'its top-level "version" is not a string')
-    return value
+    return locate(name, _without_bom(text)).value
 
 
 def write(name: str, text: str, new: str) -> str:
     """`text` with its version field set to `new`, every other byte unchanged."""
-    if _is_toml(name):
-        result = _write_toml(name, text, new)
-    else:
-        start, end = _json_span(name, text)
-        result = text[:start] + json.dumps(new) + text[end:]
-    if read(name, result) != new or not _only_field_changed(name, text, result):
-        raise _unreadable(name, "setting the version would change more than its field")
-    return result
+    bom = _BOM if text.startswith(_BOM) else ""
+    body = text[len(bom) :]
+    field = locate(name, body)
+    result = body[: field.start] + field.render(new) + body[field.end :]
+    if not _only_field_changed(body, field, result, locate(name, result), new):
+        raise unreadable(name, "setting the version would change more than its field")
+    return bom + result
 
 
 def common(files: dict[str, str]) -> str:
@@ -126,104 +128,17 @@ def set_files(files: dict[str, str], new: str) -> dict[str, str]:
     return {name: write(name, text, new) for name, text in files.items()}
 
 
-# -- TOML ------------------------------------------------------------------------------
+_BOM = "\ufeff"
 
 
-def _toml_field(name: str, text: str) -> tuple[Any, Any]:
-    import tomlkit
-    from tomlkit.exceptions import TOMLKitError
-
-    try:
-        doc = tomlkit.parse(text)
-    except TOMLKitError as exc:
-        raise _unreadable(name, f"it is not valid TOML ({exc})") from None
-    project = doc.get("project")
-    if isinstance(project, dict) and "version" in project:
-        return project["version"], project
-    poetry = doc.get("tool", {}).get("poetry")
-    if isinstance(poetry, dict) and "version" in poetry:
-        return poetry["version"], poetry
-    raise _unreadable(name, "it has neither [project].version nor [tool.poetry].version")
+def _without_bom(text: str) -> str:
+    return text[1:] if text.startswith(_BOM) else text
 
 
-def _write_toml(name: str, text: str, new: str) -> str:
-    import tomlkit
-    from tomlkit.items import String, StringType
-
-    doc = tomlkit.parse(text)
-    project = doc.get("project")
-    table = project if isinstance(project, dict) and "version" in project else None
-    if table is None:
-        table = doc["tool"]["poetry"]  # _toml_field (through read) has checked it exists
-    old = table["version"]
-    literal = isinstance(old, String) and old.type in (StringType.SLL, StringType.MLL)
-    table["version"] = tomlkit.string(new, literal=literal)  # tomlkit keeps the comment
-    return tomlkit.dumps(doc)
-
-
-# -- JSON ------------------------------------------------------------------------------
-
-
-def _json_span(name: str, text: str) -> tuple[int, int]:
-    """Where the top-level "version" value sits in `text` (start, end)."""
-    from json.decoder import scanstring  # type: ignore[attr-defined]
-
-    decoder = json.JSONDecoder()
-    i = _skip(text, 0)
-    if text[i : i + 1] != "{":
-        raise _unreadable(name, "it is not a JSON object")
-    i = _skip(text, i + 1)
-    span: tuple[int, int] | None = None
-    try:
-        while text[i] != "}":
-            if text[i] != '"':
-                raise ValueError(f"expected a member name at offset {i}")
-            key, i = scanstring(text, i + 1)
-            i = _skip(text, i)
-            if text[i] != ":":
-                raise ValueError(f"expected ':' at offset {i}")
-            start = _skip(text, i + 1)
-            _, end = decoder.raw_decode(text, start)
-            if key == "version":
-                if span is not None:
-                    raise ValueError('"version" appears twice at the top level')
-                span = (start, end)
-            i = _skip(text, end)
-            if text[i] == ",":
-                i = _skip(text, i + 1)
-                if text[i] != '"':
-                    raise ValueError(f"expected a member name after ',' at offset {i}")
-            elif text[i] != "}":
-                raise ValueError(f"expected ',' or '}}' at offset {i}")
-        if text[_skip(text, i + 1) :].strip():
-            raise ValueError("there is text after the object")
-    except (ValueError, IndexError) as exc:
-        raise _unreadable(name, f"it is not valid JSON ({exc})") from None
-    if span is None:
-        raise _unreadable(name, 'it has no top-level "version" member')
-    return span
-
-
-def _skip(text: str, i: int) -> int:
-    while i < len(text) and text[i] in " \t\r\n":
-        i += 1
-    return i
-
-
-def _only_field_changed(name: str, before: str, after: str) -> bool:
-    """True when `after` differs from `before` in the version field and nowhere else."""
-    if _is_toml(name):
-        a, b = before.splitlines(keepends=True), after.splitlines(keepends=True)
-        return len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= 1
-    s1, e1 = _json_span(name, before)
-    s2, e2 = _json_span(name, after)
-    return before[:s1] == after[:s2] and before[e1:] == after[e2:]
-
-
-def _unreadable(name: str, why: str) -> BadInput:
-    return BadInput(
-        "bad-version-file",
-        f"cannot read the version of {name}: {why}",
-        hint="fix the file on main, or list only real version files in [version].files",
-        file=name,
+def _only_field_changed(before: str, field: Field, after: str, found: Field, new: str) -> bool:
+    """True when `after` carries `new` and differs from `before` in the field and nowhere else."""
+    return (
+        found.value == new
+        and after[: found.start] == before[: field.start]
+        and after[found.end :] == before[field.end :]
     )
