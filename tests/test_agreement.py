@@ -9,6 +9,10 @@ the generator's own model of which lines are entries, never the reader under tes
 - the dry run predicts exactly the entries the model lacks, and the pass adds exactly
   those, once each;
 - after the pass the gate agrees with the model again.
+Version files likewise (pyproject.toml and server.json with comments, look-alikes in other
+tables and members, CRLF, a BOM, the members in any order): the gate says they agree
+exactly when the generator gave them one version, the dry run predicts the bump the pass
+makes, and the pass changes each file in its field and nowhere else.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from integrator import dry_run, gate, integrate
 from lanes import config, scaffold
 from lanes.surfaces import manifest
 from tests.conftest import commit_file, git
-from tests.test_integrate import WAVE, make_lane, manifest_frag
+from tests.test_integrate import WAVE, make_lane, manifest_frag, version_frag
 
 KNOWN = [*scaffold.REQUIRED, "130_programs_index.sql"]
 
@@ -113,3 +117,91 @@ def git_show(repo: Path, path: str) -> str:
     return subprocess.run(
         ["git", "show", f"main:{path}"], cwd=repo, check=True, capture_output=True
     ).stdout.decode("utf-8")
+
+
+# -- version files ----------------------------------------------------------------------------
+
+SLOT = "@@VERSION@@"  # where the generator put the version field's value
+pyproject_templates = st.tuples(
+    st.lists(st.sampled_from(["# build settings", "", '# version = "9.9.9"']), max_size=3),
+    st.sampled_from(["", "  # keep in step with server.json"]),
+    st.booleans(),  # a look-alike table after [project]
+).map(
+    lambda t: [
+        *t[0],
+        "[project]",
+        'name = "jpcite-api"',
+        f'version = "{SLOT}"{t[1]}',
+        'description = "version 9.9.9 of nothing"',
+        *(["", "[tool.other]", 'version = "9.9.9"'] if t[2] else []),
+    ]
+)
+server_templates = st.permutations(
+    [
+        '"name": "jpcite"',
+        '"description": "version 9.9.9 of the manifest"',
+        '"nested": {"version": "9.9.9"}',
+        f'"version": "{SLOT}"',
+    ]
+).map(lambda members: ["{", *[f"  {m}," for m in members[:-1]], f"  {members[-1]}", "}"])
+versions = st.sampled_from(["0.3.5", "1.0.0", "2.10.9"])
+
+
+def _file(lines: list[str], newline: str, bom: bool) -> str:
+    return ("\ufeff" if bom else "") + newline.join(lines) + newline
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    pyproject_templates,
+    server_templates,
+    st.sampled_from(["\n", "\r\n"]),
+    st.booleans(),
+    st.booleans(),
+    versions,
+    versions,
+)
+def test_gate_dry_run_and_pass_read_the_version_files_alike(
+    pyproject: list[str],
+    server: list[str],
+    newline: str,
+    bom_toml: bool,
+    bom_json: bool,
+    ours: str,
+    theirs: str,
+) -> None:
+    templates = {
+        "pyproject.toml": _file(pyproject, newline, bom_toml),
+        "server.json": _file(server, newline, bom_json),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = scaffold.make_seed_repo(Path(tmp) / "jpcite", Path(tmp) / "wt")
+        env_identity(repo)
+        (repo / "lanes.toml").write_text(f'worktree_root = "{Path(tmp) / "wt"}"\n', "utf-8")
+        for name, template in templates.items():
+            version = ours if name == "pyproject.toml" else theirs
+            (repo / name).write_bytes(template.replace(SLOT, version).encode("utf-8"))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "generated version files")
+        cfg = config.load(repo)
+        assert cfg.surfaces.version_files == ["pyproject.toml", "server.json"]
+
+        agree = next(c for c in gate.verify(cfg).checks if c.name == "versions-agree")
+        assert agree.ok == (ours == theirs), agree.detail
+        if ours != theirs:
+            return
+        make_lane(cfg, "bump", {}, [version_frag("patch")])
+        major, minor, patch = (int(p) for p in ours.split("."))
+        new = f"{major}.{minor}.{patch + 1}"
+        predicted = dry_run.predict(config.load(repo), WAVE)
+        assert (predicted.version, predicted.version_after) == (ours, new)
+        result = integrate.integrate(config.load(repo), WAVE)
+        assert result.integrated == ["bump"] and result.version == new
+        for name, template in templates.items():  # byte for byte, but for the field
+            assert git_show(repo, name) == template.replace(SLOT, new)
+        agree = next(c for c in gate.verify(config.load(repo)).checks if c.name == "versions-agree")
+        assert agree.ok and new in agree.detail
