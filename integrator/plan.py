@@ -101,7 +101,7 @@ def read(cfg: Config, wave: str) -> Plan:
         landed,
         version.largest(bumps),
         _earlier_ops(cfg, wave, landed),
-        version.common(version_texts(cfg, head)) if cfg.surfaces.version_files else None,
+        _main_version(cfg, head) if cfg.surfaces.version_files else None,
     )
 
 
@@ -178,14 +178,17 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
             f"commit(s) {', '.join(forged)} carry Lanes-* trailers, which only the "
             "integrator writes (they would mark lanes integrated): reword them",
         )
-    base = git.merge_base(repo, head, lp.tip) or head
-    changed = git.changed_paths(repo, base, lp.tip)
-    bad = [v.path for v in guard.violations(cfg, changed)]
+    # Every commit the pass would land, not the net change: an edit put back by a later
+    # commit would still land on main as it is.
+    bad = guard.lane_violations(cfg, head, lp.tip)
     if bad:
         raise BounceError(
             "touches-contended-surface",
-            sorted(bad),
-            "the branch changes files no lane may edit: drop fragments instead",
+            sorted({v.path for v in bad}),
+            "the branch changes files no lane may edit: "
+            + "; ".join(guard.describe(v) for v in bad)
+            + ". Rewrite its history so that no commit touches them (`lanes submit` prints "
+            "the commands), and drop fragments instead",
         )
     try:
         found = fragments.read_all(cfg.claim_dir(wave, lp.lane) / claims.FRAGMENTS)
@@ -296,6 +299,12 @@ class Surfaces:
                 text = deploy.apply(text, keep)
             except BadInput as exc:
                 raise BounceError("bad-fragment", [name], f"{name}: {exc.message}") from None
+            except (ValueError, TypeError, RecursionError, UnicodeError) as exc:
+                # Whatever a lane's fragment makes the YAML machinery do, it bounces that
+                # lane; the pass goes on with the others.
+                raise BounceError(
+                    "bad-fragment", [name], f"{name}: the patch could not be applied ({exc})"
+                ) from None
             change.ops += keep
         return {self.deploy_path: text} if text != self.deploy_text else {}
 
@@ -329,3 +338,22 @@ class Surfaces:
         if self.deploy_path in change.files:
             self.deploy_text = change.files[self.deploy_path]
         self.applied += [AppliedOp(lp.lane, "", op) for op in change.ops]
+
+
+def _main_version(cfg: Config, head: str) -> str:
+    """The one version main's version files carry at `head`. Files that disagree make main
+    unfit to integrate onto: bad input (exit 2, like no-main), not a bounce (exit 4)."""
+    from lanes.errors import Refused
+
+    try:
+        return version.common(version_texts(cfg, head))
+    except Refused as exc:
+        if exc.code != "version-mismatch":
+            raise
+        raise BadInput(
+            "main-versions-disagree",
+            f"on {cfg.main}, {exc.message}",
+            hint=f"make them carry the same version on {cfg.main} (one commit by hand), "
+            "then rerun lanes integrate",
+            **exc.extra,
+        ) from None

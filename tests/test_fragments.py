@@ -41,6 +41,11 @@ def test_fragments_are_stored_in_drop_order_and_logged(lane: Path, cfg: config.C
     assert kinds == ["manifest", "version", "deploy"]
 
 
+# A billion laughs in a few hundred bytes: refused before anything expands.
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+)
+
 PATCHES: dict[str, str | bytes] = {
     "not-a-list.json": '{"op": "add", "path": "/a", "value": 1}',
     "unknown-op.json": '[{"op": "merge", "path": "/a", "value": 1}]',
@@ -62,6 +67,13 @@ PATCHES: dict[str, str | bytes] = {
     "deep.json": "[" * 5000,
     "deep-valid.json": '[{"op": "add", "path": "/a", "value": ' + "[" * 800 + "]" * 800 + "}]",
     "huge.json": "[" + " " * (deploy_surface.PATCH_FILE_LIMIT + 1) + "]",
+    # Input that parses but is not sane (issue 8): refused at the door, all of it.
+    "alias-bomb.yml": BOMB + "- {op: add, path: /a, value: *i}\n",
+    "anchor.yml": "- {op: add, path: /a, value: &v {x: 1}}\n- {op: add, path: /b, value: *v}\n",
+    "nul-pointer.json": '[{"op": "remove", "path": "/jobs/\\u0000"}]',
+    "lone-surrogate.json": '[{"op": "add", "path": "/a", "value": "\\ud800"}]',
+    "huge-int.json": '[{"op": "add", "path": "/a", "value": ' + "9" * 5000 + "}]",
+    "nested-300.json": '[{"op": "add", "path": "/a", "value": ' + "[" * 300 + "]" * 300 + "}]",
 }
 
 
@@ -169,3 +181,24 @@ def test_a_fragment_for_a_surface_switched_off_is_exit_2_and_an_absent_one_is_di
     assert "enabled = false" in doc["message"]
     # [version] and [deploy] are absent: discovered on main, so their fragments are taken.
     assert lanes_json(wt, "fragment", "version", "patch")[0] == 0
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "remove", "path": "/jobs/\u0000"},
+        {"op": "add", "path": "/a", "value": "\ud800"},
+        {"op": "add", "path": "/a", "value": json.loads("[" * 40 + "]" * 40)},
+    ],
+)
+def test_a_fragment_file_written_by_hand_is_judged_like_a_dropped_one(
+    lane: Path, cfg: config.Config, op: dict[str, object]
+) -> None:
+    """The same validation on read: submit refuses it naming the file, and the pass would
+    bounce that lane alone (plan reads fragments through the same reader)."""
+    frag_dir = cfg.claim_dir("44", "a") / claims.FRAGMENTS
+    name = "00000000000000000001-deploy-abcdef.json"
+    doc = {"kind": "deploy", "patch": [op], "source": "by-hand"}
+    (frag_dir / name).write_text(json.dumps(doc), encoding="utf-8")
+    rc, out = lanes_json(lane, "submit")
+    assert (rc, out["error"]) == (2, "bad-fragment") and name in out["message"]

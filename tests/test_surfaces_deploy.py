@@ -278,3 +278,38 @@ def test_patching_is_deterministic_idempotent_and_exact(
         for line in gone:
             key = line.split(":")[0].strip()
             assert any(path.rsplit("/", 1)[1] == key for path in replaced), line
+
+
+ANCHORED = """\
+name: deploy
+on: [workflow_dispatch]
+x-env: &common
+  REGION: nrt
+jobs:
+  deploy:
+    runs-on: ubuntu-latest
+    env: *common
+    steps:
+      - run: ./deploy.sh
+  smoke:
+    runs-on: ubuntu-latest
+    env:
+      <<: *common
+      SMOKE: "1"
+    steps:
+      - run: ./smoke.sh
+"""
+
+
+@pytest.mark.parametrize(
+    "pointer", ["/jobs/deploy/env/LEVEL", "/x-env/LEVEL", "/jobs/smoke/env/LEVEL"]
+)
+def test_a_patch_through_a_yaml_anchor_is_refused(pointer: str) -> None:
+    """Under an alias, a change to one path would change the other place that uses it."""
+    with pytest.raises(deploy.PatchError, match="YAML anchor"):
+        deploy.apply(ANCHORED, [PatchOp(op="add", path=pointer, value="debug")])
+
+
+def test_a_patch_beside_an_anchor_still_applies() -> None:
+    out = deploy.apply(ANCHORED, [PatchOp(op="add", path="/jobs/deploy/timeout-minutes", value=9)])
+    assert "timeout-minutes: 9" in out and out.count("REGION: nrt") == 1

@@ -32,6 +32,12 @@ from lanes.surfaces.base import FragmentModel, first_error
 KIND = "deploy"
 INSTEAD = "lanes fragment deploy PATCH_FILE"
 PATCH_FILE_LIMIT = 1 << 20  # bytes
+MAX_DEPTH = 32  # nesting of a patch's values: a workflow is a few levels deep
+_INT_LIMIT = 1 << 63  # JSON numbers a YAML emitter and every reader agree on
+# C0 controls (but tab, newline, carriage return), DEL, and lone surrogates: text that no
+# workflow needs, that YAML writes as escapes or cannot write at all, and that breaks a
+# pointer (a NUL in one blocked every pass of its wave).
+_BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 # (mapping indent, sequence indent, dash offset) tried when the file's own cannot be read.
 _INDENTS = ((2, 4, 2), (2, 2, 0), (4, 6, 4), (4, 4, 2), (4, 4, 0), (2, 4, 0), (3, 5, 3))
@@ -60,7 +66,17 @@ class PatchOp(FragmentModel):
 
     @model_validator(mode="after")
     def _pointers(self) -> PatchOp:
+        # The same checks at the door (fragment deploy) and on every read back from disk
+        # (submit, the pass): a fragment file edited by hand is judged like a dropped one.
+        problem = sane(self.value, "value")
+        if problem:
+            raise ValueError(problem)
         for pointer in (self.path, self.from_):
+            if pointer is not None and (bad := _BAD_TEXT.search(pointer)):
+                raise ValueError(
+                    f"the pointer {pointer!r} holds the character {bad.group()!r}, which no "
+                    "workflow key needs"
+                )
             if pointer is not None and pointer != "" and not pointer.startswith("/"):
                 raise ValueError(f"{pointer!r} is not a JSON Pointer (it must start with '/')")
             if pointer and re.search("~(?![01])", pointer):
@@ -118,6 +134,7 @@ def parse_patch_file(path: Path) -> DeployFragment:
             hint="write the patch as a JSON or YAML file in UTF-8",
         ) from None
     try:
+        _no_anchors(path, text)
         doc = YAML(typ="safe", pure=True).load(text)
     except RecursionError:
         raise BadInput(
@@ -131,16 +148,19 @@ def parse_patch_file(path: Path) -> DeployFragment:
             f"{path} is neither JSON nor YAML: {exc}",
             hint="write the patch as a JSON or YAML list of operations",
         ) from exc
+    except ValueError as exc:  # Python refuses to make an integer of thousands of digits
+        raise BadInput(
+            "bad-fragment",
+            f"{path} holds a value lanes cannot read: {exc}",
+            hint="numbers in a patch fit in 64 bits; quote anything longer",
+        ) from None
     if not isinstance(doc, list):
         raise BadInput(
             "bad-fragment",
             f"{path} is not a JSON Patch: the document must be a list of operations",
             hint='e.g. [{"op": "add", "path": "/jobs/deploy/env/REGION", "value": "nrt"}]',
         )
-    try:
-        problem = _not_json(doc, "")
-    except RecursionError:
-        problem = "it nests too deeply"
+    problem = sane(doc, "")
     if problem:
         raise BadInput(
             "bad-fragment",
@@ -159,25 +179,52 @@ def parse_patch_file(path: Path) -> DeployFragment:
         ) from None
 
 
-def _not_json(node: Any, where: str) -> str:
-    """What in a YAML-loaded document JSON cannot hold ('' when nothing): dates, sets,
-    binary, non-string keys, NaN and infinities."""
-    if node is None or isinstance(node, bool | int | str):
+def _no_anchors(path: Path, text: str) -> None:
+    """Refuse YAML anchors and aliases before anything is built from them: a patch never
+    needs one, and a few hundred bytes of nested aliases expand to gigabytes."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import AliasEvent
+
+    for event in YAML(typ="safe", pure=True).parse(text):  # events only: nothing expands
+        if isinstance(event, AliasEvent) or getattr(event, "anchor", None):
+            raise BadInput(
+                "bad-fragment",
+                f"{path} uses a YAML anchor or alias (&name / *name): a JSON Patch is plain data",
+                hint="write every value out where it is used",
+            )
+
+
+def sane(node: Any, where: str, depth: int = 0) -> str:
+    """What in a patch's data JSON cannot hold or lanes will not carry ('' when nothing):
+    dates, sets, binary, non-string keys, NaN and infinities, integers past 64 bits,
+    control characters and lone surrogates in text, nesting past MAX_DEPTH."""
+    at = where or "/"
+    if depth > MAX_DEPTH:
+        return f"it nests deeper than {MAX_DEPTH} levels (at {at})"
+    if node is None or isinstance(node, bool):
         return ""
+    if isinstance(node, int):
+        return "" if -_INT_LIMIT < node < _INT_LIMIT else f"the number at {at} is too large"
+    if isinstance(node, str):
+        bad = _BAD_TEXT.search(node)
+        return f"the text at {at} holds the character {bad.group()!r}" if bad else ""
     if isinstance(node, float):
-        return "" if math.isfinite(node) else f"{node} at {where or '/'} is not a JSON number"
+        return "" if math.isfinite(node) else f"{node} at {at} is not a JSON number"
     if isinstance(node, list):
         return next(
-            (p for i, item in enumerate(node) if (p := _not_json(item, f"{where}/{i}"))), ""
+            (p for i, item in enumerate(node) if (p := sane(item, f"{where}/{i}", depth + 1))),
+            "",
         )
     if isinstance(node, dict):
         for key, value in node.items():
             if not isinstance(key, str):
-                return f"the key {key!r} at {where or '/'} is not a string"
-            if problem := _not_json(value, f"{where}/{key}"):
+                return f"the key {key!r} at {at} is not a string"
+            if problem := sane(key, f"{where} (a key)", depth + 1) or sane(
+                value, f"{where}/{key}", depth + 1
+            ):
                 return problem
         return ""
-    return f"{type(node).__name__} value {node!r} at {where or '/'} has no JSON form"
+    return f"{type(node).__name__} value {node!r} at {at} has no JSON form"
 
 
 class PatchError(BadInput):
@@ -361,8 +408,50 @@ def _same(text: str, expected: str) -> bool:
 
 def _apply_ops(doc: Any, ops: Sequence[PatchOp]) -> Any:
     for op in ops:
+        for pointer in (op.path, op.from_):
+            if pointer is not None:
+                _not_shared(doc, pointer)
         doc = _apply_op(doc, op)
     return doc
+
+
+def _not_shared(doc: Any, pointer: str) -> None:
+    """Refuse a pointer that goes through a node the workflow shares by a YAML anchor
+    (`&x` ... `*x`, or a merge `<<: *x`): changing it under one path would change it under
+    every other, which is not what the patch says."""
+    shared = _shared_nodes(doc)
+    node = doc
+    for token in ["", *tokens(pointer)]:
+        if token:
+            if not isinstance(node, dict | list):
+                return  # the operation itself reports the bad pointer
+            try:
+                node = _child(node, token, pointer)
+            except PatchError:
+                return
+        if id(node) in shared or getattr(node, "merge", None):
+            raise PatchError(
+                f"{pointer} goes through a part of the workflow shared by a YAML anchor "
+                "(&name / *name / <<:): a change there would also change the other places "
+                "that use it; ask the operator to write the anchor out, or patch elsewhere"
+            )
+
+
+def _shared_nodes(doc: Any) -> set[int]:
+    """ids of the mappings and lists reached by more than one path (anchored ones)."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        if id(node) in seen:
+            shared.add(id(node))
+            continue
+        seen.add(id(node))
+        stack.extend(node.values() if isinstance(node, dict) else node)
+    return shared
 
 
 def _apply_op(doc: Any, op: PatchOp) -> Any:
