@@ -146,9 +146,11 @@ class LaneStatus:
 
 
 def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
+    """Every lane of `wave`, or of every wave when it is None. A wave named but invalid
+    (the empty name too) or unknown is bad input, as for lanes verify and lanes ledger."""
     rows = []
     now = time.time()
-    for w in [check_wave(wave)] if wave else waves(cfg):
+    for w in [known_wave(cfg, wave)] if wave is not None else waves(cfg):
         for lane, hist in sorted(histories(cfg, w).items()):
             claim_dir = cfg.claim_dir(w, lane)
             record = claims.read_record(claim_dir)

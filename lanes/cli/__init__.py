@@ -7,8 +7,11 @@ the cheap commands agents call hundreds of times do not pay for what they do not
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
+
+from lanes.errors import exit_code
 
 app = typer.Typer(
     name="lanes",
@@ -19,6 +22,41 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version of lanes and exit.")
+    ] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="With --version: print one JSON document.")
+    ] = False,
+) -> None:
+    if version:
+        _print_version(json_)
+        raise typer.Exit(exit_code("done"))
+    if ctx.invoked_subcommand is None:  # `lanes --json` alone
+        ctx.fail("Missing command.")
+    if json_:
+        ctx.fail(f"--json goes after the command: lanes {ctx.invoked_subcommand} ... --json")
+
+
+def _print_version(as_json: bool) -> None:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        found = dist_version("lanes")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        found = "unknown"
+    if as_json:
+        from lanes.cli.output import print_json
+
+        print_json({"version": found})
+    else:
+        sys.stdout.write(f"lanes {found}\n")
 
 
 def _register() -> None:
@@ -38,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     as_json = "--json" in args
+    if "--version" in args and set(args) <= {"--version", "--json"}:
+        _print_version(as_json)  # before typer parses: its option coercion imports pydantic
+        return exit_code("done")
     try:
         # Without standalone mode, typer returns an Exit's code instead of raising it.
         code = app(args=args, prog_name="lanes", standalone_mode=False)
@@ -48,16 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # click's usage errors, vendored by typer: exit 2
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.stdout.write(exc.format_message() + "\n")
-            return 0
-        code = exc.exit_code
-        return _fail(code, "bad-usage", exc.format_message(), _usage_hint(exc), as_json, {})
+            return exit_code("done")
+        return _fail(
+            exit_code("bad-usage"),
+            "bad-usage",
+            exc.format_message(),
+            _usage_hint(exc),
+            as_json,
+            {},
+        )
     except typer.Abort:
-        return 130
+        return exit_code("interrupted")
     except KeyboardInterrupt:
-        return 130
+        return exit_code("interrupted")
     except Exception as exc:  # an unexpected exception is a bug: keep its traceback
         return _crash(exc, as_json)
-    return code if isinstance(code, int) else 0
+    return code if isinstance(code, int) else exit_code("done")
 
 
 def _usage_hint(exc: Exception) -> str:
@@ -87,7 +134,7 @@ def _crash(exc: Exception, as_json: bool) -> int:
     with tempfile.NamedTemporaryFile("w", prefix="lanes-crash-", suffix=".txt", delete=False) as fh:
         traceback.print_exc(file=fh)
     return _fail(
-        1,
+        exit_code("internal-error"),
         "internal-error",
         f"{type(exc).__name__}: {exc}",
         f"this is a bug in lanes; the traceback is in {fh.name}",

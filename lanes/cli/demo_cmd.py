@@ -40,7 +40,9 @@ def demo(
     else:
         _epilogue(result)
     if not result.ok:
-        raise typer.Exit(1)
+        from lanes.errors import exit_code
+
+        raise typer.Exit(exit_code("demo-failed"))
 
 
 def summary(result: DemoResult) -> dict[str, Any]:

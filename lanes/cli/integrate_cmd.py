@@ -27,7 +27,8 @@ def integrate(
     """Integrate the wave's submitted lanes into main, one at a time, in submission order.
 
     Exit 0 when every lane landed, 4 when some bounced (the others landed), 3 when another
-    pass is running or main moved under this one (nothing changed: run it again).
+    pass is running or main moved under this one (nothing changed: run it again), 2 when
+    main itself is not fit to integrate onto (no main, its version files disagree).
     """
     from lanes.cli.context import config
 
@@ -43,7 +44,9 @@ def integrate(
     result = run_pass(cfg, wave)
     emit(result.to_json(), json_, lambda: _show_result(result))
     if result.bounced:
-        raise typer.Exit(4)
+        from lanes.errors import exit_code
+
+        raise typer.Exit(exit_code("lane-bounced"))
 
 
 def _show_result(result: IntegrateResult) -> None:

@@ -73,7 +73,7 @@ def _wave(cfg: Config, wave: str | None, follow: bool) -> str:
     from lanes.errors import BadInput
     from lanes.names import check_wave
 
-    if wave:
+    if wave is not None:  # named, even as "": an empty name is invalid, not "no wave"
         check_wave(wave)
         # A wave whose file is gone but whose anchor is kept is known: verify says so.
         if follow or claims.ledger(cfg, wave).anchor_path.exists():

@@ -16,9 +16,6 @@ from lanes.cli.output import JsonOpt, plain, say
 if TYPE_CHECKING:
     from integrator.gate import GateReport
 
-GATE_FAILED = 4
-
-
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
 
@@ -51,7 +48,9 @@ def verify(
     else:
         _human(report)
     if not report.ok:
-        raise typer.Exit(GATE_FAILED)
+        from lanes.errors import exit_code
+
+        raise typer.Exit(exit_code("gate-failed"))
 
 
 _MARKS = {
