@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from lanes.config import Config
 from lanes.errors import BadInput
 from lanes.surfaces.base import first_error
-from lanes.surfaces.deploy import DeployFragment, PatchOp, parse_patch_file
+from lanes.surfaces.deploy import PATCH_FILE_LIMIT, DeployFragment, PatchOp, parse_patch_file
 from lanes.surfaces.manifest import ManifestFragment
 from lanes.surfaces.version import BUMPS, VersionFragment
 
@@ -34,6 +35,8 @@ __all__ = [  # the fragment models live with their surfaces; these are re-export
 ]
 
 WITHDRAWN = "withdrawn"  # beside fragments/ in a claim directory
+_NAME = re.compile(r"[0-9]{20}-(?:manifest|version|deploy)-[0-9a-f]{6}\.json")
+_TEMP = re.compile(r"\.[0-9]{20}-(?:manifest|version|deploy)-[0-9a-f]{6}\.json\.tmp")
 
 
 Fragment = Annotated[
@@ -77,13 +80,41 @@ def read_all(
     """Every fragment in drop order. A file that does not parse raises BadInput naming it."""
     if not frag_dir.is_dir():
         return []
-    return [(path, parse(path)) for path in sorted(frag_dir.glob("*.json"))]
+    # Every entry counts, not only *.json: what lanes did not write is refused, never
+    # skipped. Only a killed write's temp file (.<name>.tmp, never a fragment) is passed over.
+    paths = sorted(p for p in frag_dir.iterdir() if not _TEMP.fullmatch(p.name))
+    return [(path, parse(path)) for path in paths]
+
+
+def check_name(name: str) -> str:
+    """A fragment file's name as `write` makes it, and nothing else: the names go into the
+    landing commit's trailers, so a name read back from disk is validated, never trusted
+    (a newline in one forged another lane's trailers)."""
+    if not _NAME.fullmatch(name):
+        raise BadInput(
+            "bad-fragment",
+            f"{name!r} is not the name of a fragment lanes wrote "
+            "(<20 digits>-<manifest|version|deploy>-<6 hex digits>.json)",
+            hint="fragments are dropped with `lanes fragment ...`, never written by hand; "
+            "move that file out of the lane's fragments/ folder",
+            fragment=name,
+        )
+    return name
 
 
 def parse(path: Path) -> ManifestFragment | VersionFragment | DeployFragment:
-    """The one reader of a fragment file: BadInput naming it when it does not parse."""
+    """The one reader of a fragment file: BadInput naming it when its name or content is
+    not what lanes writes."""
+    check_name(path.name)
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 2 * PATCH_FILE_LIMIT:
+        raise BadInput(
+            "bad-fragment",
+            f"fragment {path.name} is not a regular file of at most {2 * PATCH_FILE_LIMIT:,} bytes",
+            hint=f"take it back with `lanes fragment withdraw {path.name}`",
+            fragment=str(path),
+        )
     try:
-        return _FRAGMENT.validate_json(path.read_bytes())
+        fragment = _FRAGMENT.validate_json(path.read_bytes())
     except ValidationError as exc:
         raise BadInput(
             "bad-fragment",
@@ -92,6 +123,14 @@ def parse(path: Path) -> ManifestFragment | VersionFragment | DeployFragment:
             "worktree, and drop a valid one",
             fragment=str(path),
         ) from None
+    if f"-{fragment.kind}-" not in path.name:
+        raise BadInput(
+            "bad-fragment",
+            f"fragment {path.name} holds a {fragment.kind} fragment under another kind's name",
+            hint=f"take it back with `lanes fragment withdraw {path.name}`",
+            fragment=str(path),
+        )
+    return fragment
 
 
 def drop(

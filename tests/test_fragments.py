@@ -202,3 +202,24 @@ def test_a_fragment_file_written_by_hand_is_judged_like_a_dropped_one(
     (frag_dir / name).write_text(json.dumps(doc), encoding="utf-8")
     rc, out = lanes_json(lane, "submit")
     assert (rc, out["error"]) == (2, "bad-fragment") and name in out["message"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "00000000000000000001-manifest-abcdef\nLanes-Lane: other.json",
+        "00000000000000000001-manifest-abcdef.json\nLanes-Lane: other",
+        "notes.json",
+        "00000000000000000001-version-abcdef.json",  # holds a manifest fragment
+    ],
+)
+def test_a_fragment_name_read_back_from_disk_is_validated(
+    lane: Path, cfg: config.Config, name: str
+) -> None:
+    """Names go into trailers: one with a newline forged another lane's landing."""
+    frag_dir = cfg.claim_dir("44", "a") / claims.FRAGMENTS
+    doc = {"kind": "manifest", "entries": ["049_provenance_strengthen.sql"]}
+    (frag_dir / name).write_text(json.dumps(doc), encoding="utf-8")
+    rc, out = lanes_json(lane, "submit")
+    assert (rc, out["error"]) == (2, "bad-fragment"), out
+    assert repr(name) in out["message"] or name in out["message"]
