@@ -18,7 +18,7 @@ from integrator import trailers
 from lanes import claims, fragments, git, guard, state
 from lanes.config import Config
 from lanes.errors import BadInput
-from lanes.surfaces import deploy, manifest, version
+from lanes.surfaces import deploy, manifest, version, workflows
 from lanes.surfaces.deploy import DeployFragment, PatchOp
 from lanes.surfaces.manifest import ManifestFragment
 from lanes.surfaces.version import VersionFragment
@@ -306,7 +306,23 @@ class Surfaces:
                     "bad-fragment", [name], f"{name}: the patch could not be applied ({exc})"
                 ) from None
             change.ops += keep
+        self._still_deploys(text, lp)
         return {self.deploy_path: text} if text != self.deploy_text else {}
+
+    def _still_deploys(self, text: str, lp: LanePlan) -> None:
+        """A lane's patch may not break what the gate proves of the deploy workflow (no
+        jobs, no dispatch, a guard false under a dispatch): it bounces, with the reason."""
+        path = self.deploy_path or ""
+        before = set(workflows.deploy_problems(path, workflows.parse(path, self.deploy_text or "")))
+        after = workflows.deploy_problems(path, workflows.parse(path, text))
+        broken = [p for p in after if p not in before]
+        if broken:
+            raise BounceError(
+                "deploy-breaks-chain",
+                [path],
+                f"after this lane's deploy patch ({', '.join(n for n, _ in lp.patches)}): "
+                + "; ".join(broken),
+            )
 
     def _already_done(self, lp: LanePlan, op: PatchOp, saw: Callable[[str], bool]) -> bool:
         """True when an earlier lane applied this very operation; BounceError when an

@@ -230,3 +230,39 @@ def test_status_says_what_was_discovered(postmortem: Path) -> None:
     human = run_lanes(postmortem, "status")
     assert human.returncode == 0
     assert f"deploy: {mode} .github/workflows/deploy.yml" in " ".join(human.stderr.split())
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        "- {op: remove, path: /jobs}",
+        "- {op: remove, path: /on/workflow_dispatch}",
+        "- {op: add, path: /jobs/deploy/if, value: \"github.event_name == 'push'\"}",
+    ],
+)
+def test_a_deploy_patch_that_breaks_the_chain_bounces(
+    postmortem: Path, tmp_path: Path, op: str
+) -> None:
+    """What the gate proves of the deploy workflow, the pass keeps: a lane's patch that
+    would remove its jobs, its dispatch trigger, or guard it against a dispatch bounces."""
+    rc, doc = lanes_json(postmortem, "claim", "45", "x", "--agent", "claude-1")
+    wt = Path(doc["worktree"])
+    patch = tmp_path / "patch.yml"
+    patch.write_text(op + "\n", encoding="utf-8")
+    assert lanes_json(wt, "fragment", "deploy", str(patch))[0] == 0
+    assert lanes_json(wt, "submit")[0] == 0
+    before = git(postmortem, "rev-parse", "main")
+    rc, doc = lanes_json(postmortem, "integrate", "45")
+    assert rc == 4 and doc["integrated"] == []
+    assert [b["reason"] for b in doc["bounced"]] == ["deploy-breaks-chain"]
+    assert git(postmortem, "rev-parse", "main") == before
+
+
+def test_the_gate_fails_a_deploy_workflow_without_jobs(postmortem: Path) -> None:
+    deploy = ".github/workflows/deploy.yml"
+    text = (postmortem / deploy).read_text(encoding="utf-8")
+    commit_file(postmortem, deploy, text.split("\njobs:")[0] + "\njobs: {}\n")
+    report = gate.verify(config.load(postmortem))
+    assert report.failed == ["deploy-chain"]
+    chain = next(c for c in report.checks if c.name == "deploy-chain")
+    assert "defines no jobs" in chain.detail

@@ -44,6 +44,7 @@ class Workflow:
     triggers: dict[str, Any] = field(default_factory=dict)
     guards: list[Guard] = field(default_factory=list)
     deploy_steps: list[str] = field(default_factory=list)  # labels of steps that deploy
+    jobs: int = 0  # how many jobs it defines
     error: str | None = None  # why GitHub would not run this file as a workflow
     guessed_name: str | None = None  # a `name:` line seen in a file that is not valid YAML
 
@@ -178,6 +179,8 @@ def parse(path: str, text: str) -> Workflow:
         flow.error = "has no `on:` triggers"
     flow.guards = _guards(doc.get("jobs"))
     flow.deploy_steps = _deploy_steps(doc.get("jobs"))
+    jobs = doc.get("jobs")
+    flow.jobs = len(jobs) if isinstance(jobs, dict) else 0
     return flow
 
 
@@ -271,7 +274,7 @@ def chain_problems(workflows: list[Workflow], deploy_path: str | None) -> list[s
             problems.append(f"{flow.path} {flow.error}")
     deploy = next((w for w in workflows if w.path == deploy_path), None)
     if deploy_path is not None:
-        problems += _deploy_problems(deploy_path, deploy)
+        problems += deploy_problems(deploy_path, deploy)
     for flow in workflows:
         if not flow.is_child:
             continue
@@ -309,7 +312,9 @@ def chain_problems(workflows: list[Workflow], deploy_path: str | None) -> list[s
     return problems
 
 
-def _deploy_problems(deploy_path: str, deploy: Workflow | None) -> list[str]:
+def deploy_problems(deploy_path: str, deploy: Workflow | None) -> list[str]:
+    """What keeps the deploy workflow itself from running under a hand dispatch (the
+    integrator checks a lane's deploy patch with this too, before it lands)."""
     if not is_workflow_path(deploy_path):
         return [
             f"the deploy workflow {deploy_path} is not a file directly in {WORKFLOW_DIR}/: "
@@ -320,6 +325,10 @@ def _deploy_problems(deploy_path: str, deploy: Workflow | None) -> list[str]:
     if deploy.error is not None:
         return []  # reported with the other unreadable files
     found = []
+    if deploy.jobs == 0:
+        found.append(
+            f"the deploy workflow {deploy_path} defines no jobs: a dispatch would run nothing"
+        )
     if not deploy.has_dispatch:
         found.append(
             f"the deploy workflow {deploy_path} has no workflow_dispatch trigger, so "
