@@ -21,6 +21,18 @@ JOURNAL = "integrate-journal.json"
 def bring_along(cfg: Config, old: str, new: str) -> tuple[str, str]:
     """Move the checkout's index and files from `old` to `new` (a fast-forward)."""
     repo = cfg.main_checkout
+    # git treats ignored files as expendable and would overwrite them without a word: a
+    # lane that committed `.env` (git add -f) would replace the user's own. Never.
+    in_the_way = [p for p in git.added_paths(repo, old, new) if os.path.lexists(repo / p)]
+    if in_the_way:
+        git.detach_head(repo, old)
+        shown = ", ".join(in_the_way[:5]) + (" ..." if len(in_the_way) > 5 else "")
+        return "detached", detached_note(
+            cfg,
+            old,
+            f"the new {cfg.main} would replace file(s) there that git does not track: {shown}; "
+            "move them aside first",
+        )
     if git.move_files(repo, old, new).returncode == 0:
         return "updated", ""
     git.detach_head(repo, old)  # a change arrived since we looked: keep it consistent

@@ -428,6 +428,16 @@ def detach_head(worktree: Path, rev: str) -> None:
     )
 
 
+def added_paths(repo: Path, old: str, new: str) -> list[str]:
+    """Paths `new`'s tree has and `old`'s does not (renames counted as additions)."""
+    code, data, _ = _run_bytes(
+        ["diff", "--no-renames", "--name-only", "-z", "--diff-filter=A", old, new], repo
+    )
+    if code != 0:
+        return []
+    return [p.decode("utf-8", "surrogateescape") for p in data.split(b"\0") if p]
+
+
 def upstream(repo: Path, branch: str) -> tuple[str, str, str | None] | None:
     """(remote, branch on the remote, its tip as last fetched or None) for `branch`'s
     upstream; without one, the only remote that has a `<remote>/<branch>` tracking ref."""
@@ -469,3 +479,76 @@ def worktree_files(worktree: Path) -> list[str]:
     if code != 0:
         return []
     return sorted({p.decode("utf-8", "surrogateescape") for p in data.split(b"\0") if p})
+
+
+# -- the guard and squash landing --
+
+
+@dataclass(frozen=True)
+class CommitFiles:
+    """One commit a replay would pick, and the paths it changes against its parent."""
+
+    sha: str
+    subject: str
+    author_name: str
+    author_email: str
+    paths: list[str]
+
+
+def replayed_changes(repo: Path, onto: str, tip: str) -> list[CommitFiles]:
+    """For each commit `commits_to_replay(onto, tip)` returns, in its order, the paths it
+    changes against its parent (a rename counts as both sides): one `git log`, not one
+    process per commit. Merge commits are left out, as the replay leaves them out."""
+    text = run(
+        [
+            "log",
+            "--reverse",
+            "--no-merges",
+            "--no-renames",
+            "--no-relative",
+            "--no-show-signature",
+            "--no-color",
+            "--name-only",
+            "-z",
+            "--format=%x1e%H%x1f%an%x1f%ae%x1f%s",
+            f"{onto}..{tip}",
+            "--",
+        ],
+        repo,
+    ).stdout  # paths that are not UTF-8 survive as surrogate escapes
+    found: list[CommitFiles] = []
+    first = False
+    for token in text.split("\0"):
+        if token.startswith("\x1e") and token.count("\x1f") >= 3:
+            sha, name, email, subject = token[1:].split("\x1f", 3)
+            found.append(CommitFiles(sha, subject, name, email, []))
+            first = True
+        elif token and found:
+            # the first path of a commit follows a newline that ends its header
+            found[-1].paths.append(token[1:] if first and token.startswith("\n") else token)
+            first = False
+    return found
+
+
+def reset_soft(worktree: Path, rev: str) -> None:
+    """Move HEAD to `rev`, keeping index and files (what a squash commits again)."""
+    run(["reset", "--soft", "--quiet", rev], worktree)
+
+
+def ignored_by(worktree: Path, path: str) -> str | None:
+    """The rule that makes git ignore `path` in `worktree` ("SOURCE:LINE:PATTERN", e.g.
+    ".gitignore:3:tools/"), or None when no rule does. Asked with `--no-index`, so a path
+    that happens to be tracked is judged by the ignore rules alone."""
+    result = run(
+        ["check-ignore", "-v", "-z", "--stdin", "--no-index"],
+        worktree,
+        check=False,
+        input=path + "\0",
+    )
+    fields = result.stdout.split("\0")  # -z: SOURCE, LINE, PATTERN, PATH, each NUL-ended
+    if result.returncode != 0 or len(fields) < 4:
+        return None
+    source, line, pattern = fields[:3]
+    if False:  # -v also reports the negation that un-ignores it
+        return None
+    return f"{source}:{line}:{pattern}"
