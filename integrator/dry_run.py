@@ -20,7 +20,7 @@ class Prediction:
     lane: str
     agent: str
     outcome: str  # "land" or "bounce"
-    commits: int
+    commits: int  # what the lane's work lands as: its commits, or 1 with land = "squash"
     fragments: list[str]
     entries: list[str] = field(default_factory=list)
     bump: str | None = None
@@ -28,12 +28,14 @@ class Prediction:
     reason: str = ""
     files: list[str] = field(default_factory=list)
     message: str = ""
+    own_commits: int = 0  # the lane's own commits the pass would replay
 
 
 @dataclass(frozen=True)
 class DryRun:
     wave: str
     head: str
+    land: str  # "replay" or "squash"
     lanes: list[Prediction]
     manifest_added: list[str]
     version: str | None  # now
@@ -60,8 +62,9 @@ def predict(cfg: Config, wave: str) -> DryRun:
     sim = the_plan.head
     found: list[Prediction] = []
     added: list[str] = []
+    squash = cfg.settings.land == "squash"
     for lp in the_plan.lanes:
-        commits = len(git.commits_to_replay(repo, the_plan.head, lp.tip)) if lp.tip else 0
+        own = len(git.commits_to_replay(repo, the_plan.head, lp.tip)) if lp.tip else 0
         try:
             if lp.problem is not None:
                 raise plan.BounceError(lp.problem.reason, lp.problem.files, lp.problem.message)
@@ -79,11 +82,12 @@ def predict(cfg: Config, wave: str) -> DryRun:
                     lp.lane,
                     lp.agent,
                     "bounce",
-                    commits,
+                    own,
                     lp.fragment_files,
                     reason=exc.reason,
                     files=exc.files,
                     message=exc.message,
+                    own_commits=own,
                 )
             )
             continue
@@ -95,11 +99,12 @@ def predict(cfg: Config, wave: str) -> DryRun:
                 lp.lane,
                 lp.agent,
                 "land",
-                commits,
+                1 if squash else own,
                 lp.fragment_files,
                 change.entries,
                 lp.bump,
                 [f"{op.op} {op.path}" for op in change.ops],
+                own_commits=own,
             )
         )
     landing = {p.lane for p in found if p.outcome == "land"}
@@ -117,6 +122,7 @@ def predict(cfg: Config, wave: str) -> DryRun:
     return DryRun(
         wave,
         the_plan.head,
+        cfg.settings.land,
         found,
         added,
         the_plan.version,

@@ -2,7 +2,9 @@
 
 Lock -> clean up after a killed pass -> bring the ledger level with main -> plan -> in a
 scratch worktree detached at main: for each lane, cherry-pick its commits, apply its
-fragments in one commit carrying the trailers, run test_command -> bump the version once
+fragments in one commit carrying the trailers (with `land = "squash"`, the lane's commits
+and its fragments in that one commit, listing the lane's commits), run test_command -> bump
+the version once
 -> move main by compare-and-swap -> bring the user's checkout along -> ledger -> archive
 the landed fragments. Everything before the compare-and-swap happens in the scratch
 worktree and the object store only, so a kill there changes nothing anyone can see;
@@ -185,7 +187,9 @@ def _land(
 ) -> Landing:
     assert lp.tip is not None
     repo = cfg.main_checkout
-    picks = git.commits_to_replay(repo, head, lp.tip)
+    squash = cfg.settings.land == "squash"
+    own = git.replayed_changes(repo, head, lp.tip) if squash else []
+    picks = [c.sha for c in own] if squash else git.commits_to_replay(repo, head, lp.tip)
     if picks:
         res = git.cherry_pick(scratch, picks, env)
         if res.returncode != 0:
@@ -206,6 +210,10 @@ def _land(
     summary += [f"deploy: {op.op} {op.path}" for op in change.ops]
     summary += [f"version: {lp.bump} bump requested"] if lp.bump else []
     message = trailers.lane_message(wave, lp.lane, lp.fragment_files, summary)
+    if squash:  # the same replay, then its commits folded into the one that carries trailers
+        git.reset_soft(scratch, head)
+        message = _listing_commits(message, own)
+        env = {**env, **_author_of(own)}
     marker = git.commit_paths(scratch, sorted(change.files), message, env)
     if cfg.settings.test_command:
         _test(cfg, scratch, wave, lp)
@@ -220,6 +228,21 @@ def _land(
         lp.bump,
         len(change.ops),
     )
+
+
+def _listing_commits(message: str, own: list[git.CommitFiles]) -> str:
+    """A squashed lane's message: the lane's own commits (short sha, subject) listed after
+    the subject line, the fragments' summary and the trailers as a replayed lane has them."""
+    subject, _, rest = message.partition("\n\n")
+    listed = "\n".join(f"- {c.sha[:12]} {c.subject}" for c in own) or "- none: fragments only"
+    return f"{subject}\n\nThe lane's own commits, squashed into this one:\n{listed}\n\n{rest}"
+
+
+def _author_of(own: list[git.CommitFiles]) -> dict[str, str]:
+    """The squash commit's author: the author of the lane's last commit (the pass commits)."""
+    if not own or not own[-1].author_name.strip():  # git refuses an empty name
+        return {}
+    return {"GIT_AUTHOR_NAME": own[-1].author_name, "GIT_AUTHOR_EMAIL": own[-1].author_email}
 
 
 def _test(cfg: Config, scratch: Path, wave: str, lp: LanePlan) -> None:

@@ -21,6 +21,12 @@ VERSION_BUMP = "Lanes-Version-Bump"
 
 
 def format_trailers(pairs: list[tuple[str, str]]) -> str:
+    """The trailer block. Every value was validated where it was read (names by
+    lanes.names, fragment names by lanes.fragments.check_name); a line break here would
+    forge a trailer, so one is a bug and stops the pass before it writes anything."""
+    for key, value in pairs:
+        if any(c in value for c in "\r\n\x00") or not value.strip():
+            raise ValueError(f"refusing to write the trailer {key}: {value!r}")
     return "\n".join(f"{key}: {value}" for key, value in pairs)
 
 

@@ -549,6 +549,6 @@ def ignored_by(worktree: Path, path: str) -> str | None:
     if result.returncode != 0 or len(fields) < 4:
         return None
     source, line, pattern = fields[:3]
-    if False:  # -v also reports the negation that un-ignores it
+    if pattern.startswith("!"):  # -v also reports the negation that un-ignores it
         return None
     return f"{source}:{line}:{pattern}"

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lanes import claims, fragments, git, state
+from lanes import claims, fragments, git, guard, state
 from lanes.config import Config
 from lanes.errors import Refused
-from lanes.guard import branch_violations
 
 
-def _restore_commands(cfg: Config, base: str, paths: list[str]) -> list[str]:
-    """Shell commands, run in the lane's worktree, that undo the branch's change to `paths`:
-    a file that existed at `base` is checked out from it, one the branch added is removed."""
+def _restore_commands(
+    cfg: Config, wave: str, lane: str, base: str, paths: list[str], subjects: list[str]
+) -> list[str]:
+    """Shell commands, run in the lane's worktree, that rewrite the lane's history so that
+    no commit touches `paths` (a commit on top that puts them back is not enough: the pass
+    lands every commit): the commits since `base`, where the branch leaves main, collapse
+    into the index (`git reset --soft`), the paths go back to what `base` has (a file the
+    branch added is removed), and the rest is committed again, in one commit whose message
+    lists the original subjects; nothing is committed when nothing else is left."""
     import shlex
 
-    there = [p for p in paths if git.show_file(cfg.main_checkout, base, p) is not None]
+    q = shlex.quote
+    at_base = git.read_blobs(cfg.main_checkout, base, paths)
+    there = [p for p in paths if at_base.get(p) is not None]
     added = [p for p in paths if p not in there]
-    commands = []
+    commands = [f"git reset --soft {q(base)}"]
     if there:
-        commands.append(f"git checkout {base[:12]} -- " + " ".join(map(shlex.quote, there)))
+        commands.append(f"git checkout {q(base)} -- " + " ".join(map(q, there)))
     if added:
-        commands.append("git rm -q -- " + " ".join(map(shlex.quote, added)))
-    commands.append("git commit -q -m 'leave contended files alone'")
+        commands.append("git rm -q -f --ignore-unmatch -- " + " ".join(map(q, added)))
+    title = f"{wave}/{lane}: the work again, without contended files"
+    body = "Rewritten from:\n" + "\n".join(f"- {subject}" for subject in subjects)
+    commit = f"git commit -q -m {q(title)}" + (f" -m {q(body)}" if subjects else "")
+    commands.append(f"{{ git diff --cached --quiet || {commit}; }}")  # only if staged
     return commands
 
 
@@ -49,7 +59,7 @@ def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "be submitted")
     log = claims.ledger(cfg, wave)
-    found = branch_violations(cfg, record.branch)
+    found = guard.branch_violations(cfg, record.branch)
     if found:
         log.append(
             "submit-refused",
@@ -57,17 +67,36 @@ def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
             record.agent,
             files=[v.path for v in found],
             instead=[v.instead for v in found],
+            commits=sorted({sha for v in found for sha, _ in v.commits}),
         )
-        detail = "; ".join(f"{v.path} ({v.surface}): use {v.instead}" for v in found)
-        base = git.merge_base(cfg.main_checkout, cfg.main, record.branch) or ""
-        restore = _restore_commands(cfg, base, [v.path for v in found])
+        detail = "; ".join(f"{guard.describe(v)}: use {v.instead}" for v in found)
+        repo = cfg.main_checkout
+        base = git.merge_base(repo, cfg.main, record.branch) or ""
+        tip = git.rev_parse(repo, record.branch) or ""
+        subjects = [c.subject for c in git.replayed_changes(repo, base, tip)] if base else []
+        paths = [v.path for v in found]
+        restore = _restore_commands(cfg, wave, lane, base, paths, subjects) if base else []
         raise Refused(
             "touches-contended-surface",
             f"lane {wave}/{lane} changes files no lane may edit: {detail}",
-            hint=f"put them back as they are where your branch leaves {cfg.main}: "
-            + " && ".join(restore)
-            + ", then drop fragments instead",
-            files=[{"path": v.path, "surface": v.surface, "instead": v.instead} for v in found],
+            hint=(
+                "rewrite the branch so that no commit touches them (one commit of the rest, "
+                f"on top of where it leaves {cfg.main}): "
+                + " && ".join(restore)
+                + "; then ask for the change with the fragment named above "
+                f"(to undo the rewrite: git reset --hard {tip})"
+                if restore
+                else f"rebase the branch onto {cfg.main}, then submit again"
+            ),
+            files=[
+                {
+                    "path": v.path,
+                    "surface": v.surface,
+                    "instead": v.instead,
+                    "commits": [{"sha": sha, "subject": subj} for sha, subj in v.commits],
+                }
+                for v in found
+            ],
             compared_with=base,
             restore=restore,
         )

@@ -54,6 +54,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(cfg: Config, seed_repo: Pat
     )
     assert lanes["liar"]["reason"] == "missing-entry"
     assert lanes["m"]["outcome"] == "land" and lanes["m"]["entries"] == ["261_m.sql"]
+    assert doc["land"] == "replay" and lanes["m"]["commits"] == lanes["m"]["own_commits"] == 1
     assert doc["manifest_added"] == ["261_m.sql"]
     assert doc["version_bump"] == "minor 0.3.5 -> 0.4.0"  # the bounced major does not count
     assert (

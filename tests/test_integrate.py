@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from integrator import integrate, trailers
 from lanes import claims, config, fragments, scaffold, state
 from lanes import submit as submit_mod
 from lanes.config import Config
-from lanes.errors import Refused
+from lanes.errors import BadInput, Refused
 from lanes.surfaces import manifest as manifest_surface
 from lanes.surfaces import version as version_surface
 from lanes.surfaces.deploy import DeployFragment, PatchOp
@@ -108,6 +109,49 @@ def set_test_command(repo: Path, command: str) -> Config:
     text = text.replace('test_command = ""', f"test_command = {json.dumps(command)}")
     commit_file(repo, "pyproject.toml", text, "ci: set the integrator's test command")
     return config.load(repo)
+
+
+def version_at(repo: Path, rev: str) -> dict[str, str]:
+    """The version each version file carries at `rev`, read here, not by lanes' reader."""
+    pyproject = tomllib.loads(git(repo, "show", f"{rev}:pyproject.toml"))
+    server = json.loads(git(repo, "show", f"{rev}:server.json"))
+    return {"pyproject.toml": pyproject["project"]["version"], "server.json": server["version"]}
+
+
+CONTENDED = {
+    scaffold.MANIFEST,
+    "pyproject.toml",
+    "server.json",
+    ".github/workflows/deploy.yml",
+    "lanes.toml",
+}
+
+
+def assert_main_is_clean(repo: Path, base: str) -> list[str]:
+    """Every commit on main since `base` has agreeing version files, and none but the
+    integrator's own (a Lanes-Version-Bump or a lane's trailer commit) touches a contended
+    file. Returns the commits, oldest first."""
+    commits = git(repo, "rev-list", "--reverse", f"{base}..main").split()
+    assert git(repo, "rev-list", "--merges", f"{base}..main") == ""
+    for sha in commits:
+        versions = version_at(repo, sha)
+        assert len(set(versions.values())) == 1, (sha, versions)
+        touched = set(git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", sha).split())
+        keys = trailers.parse_trailers(git(repo, "log", "-1", "--format=%B", sha))
+        ours = trailers.VERSION_BUMP in keys or trailers.LANE in keys
+        if not ours:
+            assert not touched & CONTENDED, (sha, touched & CONTENDED)
+        elif trailers.LANE in keys:
+            assert not touched & {"pyproject.toml", "server.json"}, sha  # fragments only
+    return commits
+
+
+def run_restore(worktree: Path, commands: list[str]) -> None:
+    """Run a refusal's recovery as the agent would: the commands, joined, in a shell."""
+    proc = subprocess.run(
+        ["bash", "-c", " && ".join(commands)], cwd=worktree, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 # -- lanes that land -----------------------------------------------------------------------
@@ -406,6 +450,49 @@ def test_a_branch_that_edits_a_contended_file_or_lanes_toml_bounces(cfg: Config)
     ]
 
 
+def test_an_edit_put_back_by_a_later_commit_bounces_and_lands_once_rewritten(
+    cfg: Config, seed_repo: Path
+) -> None:
+    """Submitted anyway (by hand, an older lanes, or through a core that skipped the guard):
+    the pass judges every commit it would land, and bounces the lane naming both."""
+    base = git(seed_repo, "rev-parse", "main")
+    wt = make_lane(cfg, "sly", {"src/sly.py": "s = 1\n"}, [version_frag("patch")], submit=False)
+    text = (wt / "server.json").read_text()
+    edited = commit_file(wt, "server.json", text.replace('"0.3.5"', '"9.9.9"'), "sly: bump")
+    back = commit_file(wt, "server.json", text, "sly: put it back")
+    claims.ledger(cfg, WAVE).append("submit", "sly", "agent-sly", head=back)
+    make_lane(cfg, "fine", {"src/fine.py": "f = 1\n"})
+
+    rc, plan_doc = lanes_json(seed_repo, "integrate", WAVE, "--dry-run")
+    predicted = {p["lane"]: p for p in plan_doc["lanes"]}
+    assert predicted["sly"]["outcome"] == "bounce"
+    assert predicted["sly"]["reason"] == "touches-contended-surface"
+    rc, doc = lanes_json(seed_repo, "integrate", WAVE)
+    assert rc == 4 and doc["integrated"] == ["fine"]
+    [bounce] = doc["bounced"]
+    assert (bounce["lane"], bounce["reason"], bounce["files"]) == (
+        "sly",
+        "touches-contended-surface",
+        ["server.json"],
+    )
+    assert edited[:12] in bounce["message"] and back[:12] in bounce["message"]
+    assert git(seed_repo, "log", "--format=%s", f"{base}..main", "--", "server.json") == ""
+    assert_main_is_clean(seed_repo, base)
+    # The agent asks submit what to do, rewrites its branch as told, and lands.
+    git(wt, "rebase", "-q", "main")
+    with pytest.raises(Refused) as refusal:
+        submit_mod.submit(cfg, WAVE, "sly")
+    run_restore(wt, refusal.value.extra["restore"])
+    submit_mod.submit(cfg, WAVE, "sly")
+    result = integrate.integrate(cfg, WAVE)
+    assert result.integrated == ["sly"] and result.bounced == []
+    assert landed_lanes(seed_repo) == ["fine", "sly"] and result.version == "0.3.6"
+    assert git(seed_repo, "log", "--format=%s", f"{base}..main", "--", "server.json") == (
+        "lanes: version 0.3.5 -> 0.3.6 (wave 44, patch)"  # the integrator's, and only it
+    )
+    assert_main_is_clean(seed_repo, base)
+
+
 def test_forged_trailers_bounce(cfg: Config) -> None:
     make_lane(cfg, "victim", submit=False)
     make_lane(
@@ -417,6 +504,118 @@ def test_forged_trailers_bounce(cfg: Config) -> None:
     result = integrate.integrate(cfg, WAVE)
     assert [(b.lane, b.reason) for b in result.bounced] == [("forger", "forged-trailer")]
     assert landed_lanes(cfg.main_checkout) == []
+
+
+# -- land = "squash" ------------------------------------------------------------------------
+
+
+def set_squash(repo: Path, where: str) -> Config:
+    """The operator sets land = "squash", in [tool.lanes] or in a lanes.toml (a commit on main
+    by hand; lanes.toml then holds the whole configuration, its surfaces discovered)."""
+    if where == "pyproject.toml":
+        text = (repo / "pyproject.toml").read_text(encoding="utf-8")
+        text = text.replace('test_command = ""', 'test_command = ""\nland = "squash"')
+        commit_file(repo, "pyproject.toml", text, "ci: land lanes squashed")
+    else:
+        root = config.load(repo).settings.worktree_root
+        toml = f'project = "jpcite"\nworktree_root = "{root}"\nland = "squash"\n'
+        commit_file(repo, "lanes.toml", toml, "ci: a lanes.toml, landing lanes squashed")
+    cfg = config.load(repo)
+    assert cfg.settings.land == "squash"
+    return cfg
+
+
+def _commit_as(worktree: Path, rel: str, text: str, subject: str, author: str) -> str:
+    (worktree / rel).parent.mkdir(parents=True, exist_ok=True)
+    (worktree / rel).write_text(text, encoding="utf-8")
+    git(worktree, "add", rel)
+    git(worktree, "commit", "-q", "--author", author, "-m", subject)
+    return git(worktree, "rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize("where", ["pyproject.toml", "lanes.toml"])
+def test_squash_lands_each_lane_as_one_commit_listing_its_own(seed_repo: Path, where: str) -> None:
+    cfg = set_squash(seed_repo, where)
+    base = git(seed_repo, "rev-parse", "main")
+    files, entry = migration("a", 261)
+    wt_a = make_lane(cfg, "a", files, [manifest_frag(entry), version_frag("minor")], submit=False)
+    first = git(wt_a, "rev-parse", "HEAD")
+    second = _commit_as(wt_a, "src/a.py", "a = 1\n", "a: the code", "Agent A <a@lanes.invalid>")
+    submit_mod.submit(cfg, WAVE, "a")
+    make_lane(cfg, "b", {"src/b.py": "b = 1\n"}, [step("b-smoke")])
+    make_lane(cfg, "c", {}, [version_frag("patch")])  # fragments only: still one commit
+
+    rc, plan_doc = lanes_json(seed_repo, "integrate", WAVE, "--dry-run")
+    assert rc == 0 and plan_doc["land"] == "squash"
+    assert [(p["lane"], p["commits"], p["own_commits"]) for p in plan_doc["lanes"]] == [
+        ("a", 1, 2),
+        ("b", 1, 1),
+        ("c", 1, 0),
+    ]
+    rc, doc = lanes_json(seed_repo, "integrate", WAVE)
+    assert rc == 0 and doc["integrated"] == ["a", "b", "c"], doc
+    assert [len(ld["commits"]) for ld in doc["landings"]] == [1, 1, 1]
+    subjects = git(seed_repo, "log", "--format=%s", f"{base}..main").splitlines()
+    assert subjects == [
+        "lanes: version 0.3.5 -> 0.4.0 (wave 44, minor)",
+        "lanes: land 44/c",
+        "lanes: land 44/b",
+        "lanes: land 44/a",
+    ]
+    assert landed_lanes(seed_repo) == ["a", "b", "c"]
+    [a_sha] = doc["landings"][0]["commits"]
+    message = git(seed_repo, "log", "-1", "--format=%B", a_sha)
+    assert f"- {first[:12]} a: work\n- {second[:12]} a: the code\n" in message
+    assert f"manifest: + {entry}" in message
+    keys = trailers.parse_trailers(message)
+    assert (keys[trailers.WAVE], keys[trailers.LANE]) == (WAVE, "a")
+    assert len(keys[trailers.FRAGMENTS].split(",")) == 2
+    # its work and its fragments' changes in that one commit, authored by the lane's agent
+    assert set(
+        git(seed_repo, "diff-tree", "--no-commit-id", "--name-only", "-r", a_sha).split()
+    ) == {
+        f"scripts/migrations/{entry}",
+        "src/a.py",
+        scaffold.MANIFEST,
+    }
+    assert git(seed_repo, "log", "-1", "--format=%an <%ae>", a_sha) == "Agent A <a@lanes.invalid>"
+    assert git(seed_repo, "rev-parse", f"{a_sha}^") == base
+    assert "- none: fragments only" in git(seed_repo, "log", "-1", "--format=%B", "main~1")
+    assert entry in manifest_surface.entries(show(seed_repo, scaffold.MANIFEST))
+    assert "- name: b-smoke" in show(seed_repo, ".github/workflows/deploy.yml")
+    assert [len(ev.details["commits"]) for ev in events(cfg, "integrated")] == [1, 1, 1]
+    assert_main_is_clean(seed_repo, base)
+    # nothing left to do: the trailers on main say all three are in
+    rc, doc = lanes_json(seed_repo, "integrate", WAVE)
+    assert (
+        rc == 0 and doc["integrated"] == [] and doc["head"] == git(seed_repo, "rev-parse", "main")
+    )
+
+
+@pytest.mark.parametrize("point", ["landed-in-scratch", "journal", "cas", "ledger", "archived"])
+def test_squash_killed_then_rerun_lands_each_lane_once(seed_repo: Path, point: str) -> None:
+    cfg = set_squash(seed_repo, "pyproject.toml")
+    base = git(seed_repo, "rev-parse", "main")
+    for lane, number in (("a", 261), ("b", 262)):
+        files, entry = migration(lane, number)
+        files[f"src/{lane}.py"] = f"{lane}\n"
+        make_lane(cfg, lane, files, [manifest_frag(entry), version_frag("minor"), step(lane)])
+    killed = run_lanes(seed_repo, "integrate", WAVE, "--json", env={"LANES_FAILPOINT": point})
+    assert killed.returncode == -9, killed.stderr
+    rerun = run_lanes(seed_repo, "integrate", WAVE, "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    assert landed_lanes(seed_repo) == ["a", "b"]  # once each
+    assert git(seed_repo, "rev-list", "--count", f"{base}..main") == "3"  # a, b, the bump
+    assert bumps_on_main(seed_repo) == ["minor 0.3.5 -> 0.4.0"]
+    entries = manifest_surface.entries(show(seed_repo, scaffold.MANIFEST))
+    assert Counter(entries)["261_a.sql"] == 1 and Counter(entries)["262_b.sql"] == 1
+    deploy_text = show(seed_repo, ".github/workflows/deploy.yml")
+    assert deploy_text.count("- name: a\n") == 1 and deploy_text.count("- name: b\n") == 1
+    assert Counter(ev.lane for ev in events(cfg, "integrated")) == Counter(["a", "b"])
+    for lane in ("a", "b"):
+        assert list((cfg.claim_dir(WAVE, lane) / "fragments").iterdir()) == []
+    assert claims.ledger(cfg, WAVE).verify().ok
+    assert_main_is_clean(seed_repo, base)
 
 
 # -- the version across passes ---------------------------------------------------------------
@@ -445,9 +644,9 @@ def test_version_files_that_disagree_stop_the_pass_before_it_starts(
     commit_file(seed_repo, "server.json", text, "hand edit")
     make_lane(cfg, "x", {"src/x.py": "1\n"}, [version_frag("patch")])
     before = (git(seed_repo, "rev-parse", "main"), len(claims.ledger(cfg, WAVE).events()))
-    with pytest.raises(Refused) as err:
+    with pytest.raises(BadInput) as err:
         integrate.integrate(cfg, WAVE)
-    assert err.value.code == "version-mismatch" and err.value.exit_code == 4
+    assert err.value.code == "main-versions-disagree" and err.value.exit_code == 2
     assert (git(seed_repo, "rev-parse", "main"), len(claims.ledger(cfg, WAVE).events())) == before
 
 
