@@ -344,8 +344,10 @@ def _version(settings: Settings, paths: list[str], read: Reader) -> VersionSurfa
             continue  # a package's __init__.py without __version__ is not a version file
         try:
             version_mod.read(path, text)
-        except LanesError as exc:
-            unreadable.append((path, exc.message))
+        except LanesError as exc:  # the reason alone: the file is named beside it
+            unreadable.append(
+                (path, exc.message.removeprefix(f"cannot read the version of {path}: "))
+            )
             continue
         found.append(path)
     if not found:
@@ -357,16 +359,32 @@ def _version(settings: Settings, paths: list[str], read: Reader) -> VersionSurfa
         "discovered",
         tuple(found),
         tuple(unreadable),
-        origin="found: " + ", ".join(found),
+        origin="each holds a version: " + ", ".join(found),
     )
 
 
 # -- the deploy workflow ---------------------------------------------------------------------
 
+# How the deploy workflow is recognised: by what it is, each sign scored.
+#   +2  `deploy` in its file name or `name:` (backend_deploy.yml, "Deploy backend to ECS");
+#   +1  `workflow_run` children name it: a chain starts from it (the smoke test after it);
+#   +1  a step deploys (a deploy command or action; `workflows._DEPLOYS`, a loose match).
+# It needs 2 at least, so a CI workflow with a failure notifier chained off it, or a step
+# that merely mentions deploying, is not taken for the deploy. The best score wins; a tie
+# (deploy-dev.yml and deploy-prod.yml) is ambiguous and never settled silently.
+# A workflow whose name says it watches a deploy rather than makes one (post-deploy,
+# pre-deploy, after-deploy, a deploy gate, check or status, smoke, sanity, rollback,
+# preview) is never the deploy, however many signs it has: those are the workflows that
+# follow the deploy. Nor is a reusable workflow (`workflow_call` alone): another one runs it.
+# A file GitHub cannot parse is judged by its file name and the `name:` line seen in it,
+# so a broken deploy workflow is still found, guarded, and reported by the gate.
 _DEPLOY_WORD = re.compile(r"deploy", re.IGNORECASE)
 _NOT_THE_DEPLOY = re.compile(
-    r"post[-_ ]?deploy|pre[-_ ]?deploy|deploy[-_ ]?(?:gate|check|preview)", re.IGNORECASE
+    r"(?:post|pre|after)[-_ ]?deploy|deploy(?:ment)?[-_ ]?(?:gate|check|status|preview)"
+    r"|(?<![a-z])(?:smoke|sanity|rollback|preview|gate)(?![a-z])",
+    re.IGNORECASE,
 )
+_MIN_SCORE = 2
 
 
 def _deploy(settings: Settings, paths: list[str], read: Reader) -> DeploySurface:
@@ -397,31 +415,38 @@ def _deploy(settings: Settings, paths: list[str], read: Reader) -> DeploySurface
 
 
 def deploy_candidates(flows: list[Workflow]) -> tuple[list[str], str]:
-    """The workflows that look most like the deploy, and why: named by `workflow_run`
-    children, `deploy` in the file name or `name:`, a deploy step. Ties are all returned."""
-    from lanes.surfaces import workflows as wf
-
+    """The workflows that look most like the deploy, and why (see the scoring above).
+    Ties are all returned, sorted by path."""
     scored: dict[str, tuple[int, list[str]]] = {}
     for flow in flows:
-        if flow.error is not None:
-            continue
-        reasons: list[str] = []
-        score = 0
-        label = f"{flow.file_name} {flow.name or ''}"
-        if _DEPLOY_WORD.search(label) and not _NOT_THE_DEPLOY.search(label):
-            score += 2
-            reasons.append("'deploy' in its name")
-        if wf.children_of(flow, flows):
-            score += 2
-            reasons.append("workflow_run children")
-        if flow.deploy_steps:
-            score += 1
-            reasons.append("a deploy step")
-        if score >= 2:
+        score, reasons = _deploy_score(flow, flows)
+        if score >= _MIN_SCORE:
             scored[flow.path] = (score, reasons)
     if not scored:
-        return [], "(no 'deploy' in a name, no workflow_run parent, no deploy step)"
+        return [], "(no 'deploy' in a name, no workflow_run parent with a deploy step)"
     top = max(s for s, _ in scored.values())
     best = sorted(p for p, (s, _) in scored.items() if s == top)
-    reasons = scored[best[0]][1]
-    return best, " and ".join(reasons)
+    return best, " and ".join(scored[best[0]][1])
+
+
+def _deploy_score(flow: Workflow, flows: list[Workflow]) -> tuple[int, list[str]]:
+    from lanes.surfaces import workflows as wf
+
+    name = flow.name or flow.guessed_name  # guessed: a `name:` line in a file YAML refused
+    label = f"{flow.file_name} {name or ''}"
+    reasons: list[str] = []
+    if _NOT_THE_DEPLOY.search(label) or set(flow.triggers) == {"workflow_call"}:
+        return 0, reasons
+    score = 0
+    if _DEPLOY_WORD.search(label):
+        score = 2
+        reasons.append("'deploy' in its name")
+    if flow.error is not None:  # its triggers and steps are unknown: the name is all there is
+        return score, reasons
+    if wf.children_of(flow, flows):
+        score += 1
+        reasons.append("workflow_run children")
+    if flow.deploy_steps:
+        score += 1
+        reasons.append("a deploy step")
+    return score, reasons

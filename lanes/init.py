@@ -1,17 +1,32 @@
-"""`lanes init`: a commented lanes.toml filled from what the repository holds."""
+"""`lanes init`: a commented lanes.toml holding what discovery finds; the inbox git-ignored.
+
+It runs the discovery every command runs (lanes/discover.py), on the main checkout's files
+as they are on disk, and writes each surface it found as a section saying how it was found.
+An ambiguous surface is written commented out with its candidates, to pick one; a surface
+the repository lacks is written commented out too, so the file shows what was looked for.
+The flags are validated by the configuration's own model, and everything is checked before
+anything is written: a refusal leaves the checkout as it was.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+import posixpath
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lanes import git
-from lanes.config import Settings, settings_from, tool_lanes
-from lanes.errors import BadInput, LanesError
+from lanes import discover, git
+from lanes.config import Config, Settings, settings_from, tool_lanes
+from lanes.errors import BadInput
+
+HEADER = """\
+# lanes configuration, written by `lanes init` (docs/configuration.md lists every key).
+# Every key is optional. A contended surface whose section ([manifest], [version],
+# [deploy]) is left out is discovered again by every command and guarded as if written;
+# `enabled = false` in a section switches its surface off on purpose.
+"""
 
 
 @dataclass(frozen=True)
@@ -22,65 +37,122 @@ class InitResult:
     deploy_workflow: str | None = None
     manifest: str | None = None
     required: str | None = None  # FILE:NAME of the required-migrations list, if found
+    surfaces: list[dict[str, object]] = field(default_factory=list)  # Surfaces.describe()
+    discovered_in: str = ""  # where discovery looked
+    config_text: str = ""  # the lanes.toml written (or, with dry_run, that would be)
+    inbox_ignored_by: str | None = None  # the rule that already ignored the inbox, if any
+    gitignore_added: bool = False  # init appended the inbox to .gitignore (or would)
+    dry_run: bool = False
 
 
-def _has_version(path: Path) -> bool:
-    try:
-        if path.name == "pyproject.toml":
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-            return "version" in doc.get("project", {}) or "version" in doc.get("tool", {}).get(
-                "poetry", {}
+def init(
+    cwd: Path,
+    force: bool = False,
+    *,
+    project: str | None = None,
+    main: str | None = None,
+    worktree_root: str | None = None,
+    dry_run: bool = False,
+) -> InitResult:
+    """Discover the surfaces of the repository around `cwd` and write its lanes.toml (with
+    `dry_run`, only say what would be written). Everything is checked first."""
+    where = git.locate(cwd)
+    root = where.main_checkout
+    target, gitignore = root / "lanes.toml", root / ".gitignore"
+    settings = _settings(root, project, main, worktree_root)
+    existing_ignore = _check_writable(target, gitignore)
+    _check_unconfigured(root, target, force)
+    cfg = Config(settings=settings, main_checkout=root, common_dir=where.common_dir, source="init")
+    surfaces = discover.resolve_on_disk(cfg)
+    text = render(settings, surfaces)
+    settings_from(tomllib.loads(text), "lanes.toml")  # what we write must read back
+    inbox = settings.inbox.strip("/")
+    ignored_by = git.ignored_by(root, f"{inbox}/x")  # any file in it: is the folder ignored?
+    if not dry_run:
+        tmp = target.with_name(f".lanes.toml.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)  # whole or not at all
+        if ignored_by is None:
+            _append_line(gitignore, existing_ignore, f"/{inbox}/")
+    return _result(target, gitignore, surfaces, text, ignored_by, dry_run)
+
+
+def _result(
+    target: Path,
+    gitignore: Path,
+    surfaces: discover.Surfaces,
+    text: str,
+    ignored_by: str | None,
+    dry_run: bool,
+) -> InitResult:
+    m, v, d = surfaces.manifest, surfaces.version, surfaces.deploy
+    return InitResult(
+        config_path=str(target),
+        gitignore=str(gitignore),
+        version_files=list(v.files) if v.active else [],
+        deploy_workflow=d.workflow if d.active else None,
+        manifest=m.path if m.active else None,
+        required=str(m.required) if m.active and m.required else None,
+        surfaces=surfaces.describe(),
+        discovered_in=surfaces.source,
+        config_text=text,
+        inbox_ignored_by=ignored_by,
+        gitignore_added=ignored_by is None,
+        dry_run=dry_run,
+    )
+
+
+# -- checks made before anything is written --------------------------------------------------
+
+
+def _settings(
+    root: Path, project: str | None, main: str | None, worktree_root: str | None
+) -> Settings:
+    """The top-level settings init writes: the flags, validated as lanes.toml is (exit 2
+    naming the rule), else the checkout's directory name, its branch and the defaults."""
+    on = git.head_branch(root)
+    raw = {
+        "project": project or _project_name(root.name),
+        "main": main if main is not None else (on.removeprefix("refs/heads/") if on else "main"),
+        "worktree_root": worktree_root if worktree_root is not None else Settings().worktree_root,
+    }
+    return settings_from(raw, "lanes init")
+
+
+def _check_writable(target: Path, gitignore: Path) -> str:
+    """Refuse a folder (or a dangling link) where a file is written; the .gitignore text.
+    A .gitignore that is a link to a file is fine: the line is appended to its target."""
+    for path in (target, gitignore):
+        if os.path.lexists(path) and not path.is_file():
+            raise BadInput(
+                "bad-config", f"{path} is not a regular file", hint=f"move {path.name} away"
             )
-        if path.suffix == ".json":
-            return "version" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return False
+    try:
+        return gitignore.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(
+            "bad-config", f"cannot read {gitignore} as text: {exc}", hint="fix it"
+        ) from None
 
 
-def _find_required(root: Path) -> str | None:
-    """FILE:NAME of a top-level list named like *REQUIRED*MIGRATION* in scripts/ (a schema
-    guard's) that the gate can read, checked by the gate's own reader (ast, never run)."""
-    import ast
-
-    from lanes.surfaces import required
-
-    for path in sorted(root.glob("scripts/**/*.py")):
-        try:
-            text = path.read_text(encoding="utf-8")
-            tree = ast.parse(text)
-        except (OSError, SyntaxError, ValueError):
-            continue
-        names = [
-            target.id
-            for node in tree.body
-            if isinstance(node, ast.Assign | ast.AnnAssign)
-            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
-            if isinstance(target, ast.Name)
-            and "REQUIRED" in target.id.upper()
-            and "MIGRATION" in target.id.upper()
-        ]
-        for name in dict.fromkeys(names):
-            spec = required.RequiredSpec(path.relative_to(root).as_posix(), name)
-            try:
-                required.read(spec, text)
-            except LanesError:
-                continue  # the gate could not read it either: do not offer it
-            return str(spec)
-    return None
-
-
-def _toml(value: str) -> str:
-    """A TOML string, escaped (a branch or file name may hold a quote, a backslash, 🚀)."""
-    import tomlkit
-
-    return str(tomlkit.string(value).as_string())
-
-
-def _project_name(directory: str) -> str:
-    """The checkout's directory name, made a valid project name (no spaces or slashes)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", directory).strip(".-_")
-    return re.sub(r"[.]{2,}", ".", name)[:64] or "project"
+def _check_unconfigured(root: Path, target: Path, force: bool) -> None:
+    if force:
+        return
+    if target.exists():
+        raise BadInput(
+            "config-exists",
+            f"{target} already exists",
+            hint="edit it, or run lanes init --force to write it again",
+        )
+    if _configured_in_pyproject(root / "pyproject.toml"):
+        raise BadInput(
+            "config-exists",
+            "pyproject.toml already configures lanes in [tool.lanes]; a lanes.toml would "
+            "replace it whole",
+            hint="edit [tool.lanes], or run lanes init --force to write lanes.toml anyway",
+        )
 
 
 def _configured_in_pyproject(pyproject: Path) -> bool:
@@ -90,104 +162,133 @@ def _configured_in_pyproject(pyproject: Path) -> bool:
         return False  # a broken pyproject.toml: lanes.toml will not read it anyway
 
 
-def _render(root: Path, found: InitResult, main: str) -> str:
-    d = Settings()
+def _project_name(directory: str) -> str:
+    """The checkout's directory name, made a valid project name (no spaces or slashes)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", directory).strip(".-_")
+    return re.sub(r"[.]{2,}", ".", name)[:64] or "project"
+
+
+def _append_line(gitignore: Path, existing: str, line: str) -> None:
+    sep = "" if not existing or existing.endswith("\n") else "\n"
+    with open(gitignore, "a", encoding="utf-8") as fh:  # appended: a kill never truncates it
+        fh.write(f"{sep}{line}\n")
+
+
+# -- the text ----------------------------------------------------------------------------------
+
+
+def render(settings: Settings, surfaces: discover.Surfaces) -> str:
+    """The commented lanes.toml for `settings` (top-level keys) and what was discovered."""
+    s = settings
     lines = [
-        "# lanes configuration (https://github.com/lanes; see docs/configuration.md).",
-        "# Every key is optional; the values shown are the defaults unless noted.",
-        f"project = {_toml(_project_name(root.name))}  # worktrees: {{worktree_root}}/{{project}}-{{wave}}-{{lane}}",
-        f"main = {_toml(main)}  # the integration branch",
-        f'worktree_root = "{d.worktree_root}"',
-        f'inbox = "{d.inbox}"  # claims, fragments and ledgers; git-ignored',
-        f'stale_after = "{d.stale_after}"           # gc reaps a claim silent for this long',
-        'test_command = ""                # run by the integrator after each lane, e.g. "make test"',
-        "protected = []                   # more globs no lane may edit directly",
+        HEADER.rstrip("\n"),
+        f"# Surfaces discovered in {_comment(surfaces.source)}.",
+        f"project = {_toml(s.project)}  # worktrees: {{worktree_root}}/{{project}}-{{wave}}-{{lane}}",
+        f"main = {_toml(s.main)}  # the integration branch",
+        f"worktree_root = {_toml(s.worktree_root)}",
+        f"inbox = {_toml(s.inbox)}  # claims, fragments and ledgers; git-ignored",
+        f"stale_after = {_toml(s.stale_after)}  # gc reaps a claim silent for this long",
+        'test_command = ""  # run by the integrator after each lane, e.g. "make test"',
+        "protected = []  # more globs no lane may edit directly",
         "",
     ]
-    if found.manifest:
-        lines += [
-            "[manifest]                       # the boot allowlist of migrations",
-            f"path = {_toml(found.manifest)}",
-            f"entries_dir = {_toml(Path(found.manifest).parent.as_posix())}",
-            f"required = {_toml(found.required)}  # FILE:NAME of a list literal, never run"
-            if found.required
-            else '# required = "scripts/schema_guard.py:REQUIRED_MIGRATIONS"  # FILE:NAME or a text file',
-            "",
-        ]
-    else:
-        lines += ["# [manifest]", '# path = "scripts/migrations/boot_manifest.txt"', ""]
-    if found.version_files:
-        lines += [
-            "[version]",
-            f"files = [{', '.join(map(_toml, found.version_files))}]  # each holds the same version",
-            "",
-        ]
-    if found.deploy_workflow:
-        lines += ["[deploy]", f"workflow = {_toml(found.deploy_workflow)}", ""]
-    else:
-        lines += ["# [deploy]", '# workflow = ".github/workflows/deploy.yml"', ""]
+    lines += _manifest_lines(surfaces.manifest)
+    lines += _version_lines(surfaces.version)
+    lines += _deploy_lines(surfaces.deploy)
     return "\n".join(lines)
 
 
-def init(cwd: Path, force: bool = False) -> InitResult:
-    where = git.locate(cwd)
-    root = where.main_checkout
-    target = root / "lanes.toml"
-    for path in (target, root / ".gitignore"):  # checked before anything is written
-        if os.path.lexists(path) and not path.is_file():
-            raise BadInput(
-                "bad-config", f"{path} is not a regular file", hint=f"move {path.name} away"
-            )
-    try:
-        existing_ignore = (root / ".gitignore").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        existing_ignore = ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(
-            "bad-config", f"cannot read {root / '.gitignore'} as text: {exc}", hint="fix it"
-        ) from None
-    if target.exists() and not force:
-        raise BadInput(
-            "config-exists",
-            f"{target} already exists",
-            hint="edit it, or run lanes init --force to write it again",
-        )
-    if not force and _configured_in_pyproject(root / "pyproject.toml"):
-        raise BadInput(
-            "config-exists",
-            "pyproject.toml already configures lanes in [tool.lanes]; a lanes.toml would "
-            "replace it whole",
-            hint="edit [tool.lanes], or run lanes init --force to write lanes.toml anyway",
-        )
-    on = git.head_branch(root)
-    versions = [
-        name
-        for name in ("pyproject.toml", "server.json", "package.json")
-        if _has_version(root / name)
+def _manifest_lines(m: discover.ManifestSurface) -> list[str]:
+    if m.status == "ambiguous":
+        return [
+            f"# {_comment(m.origin)}",
+            "# Pick the boot manifest: uncomment [manifest], one path line and entries_dir.",
+            "# [manifest]",
+            *(f"# path = {_toml(p)}" for p in m.candidates),
+            f"# entries_dir = {_toml(posixpath.dirname(m.candidates[0]))}",
+            "",
+        ]
+    if not m.active:
+        return [
+            f"# No boot manifest: {_comment(m.origin)}.",
+            "# [manifest]",
+            '# path = "scripts/migrations/boot_manifest.txt"',
+            "",
+        ]
+    if m.required:
+        required = [
+            f"# required: {_comment(m.required_origin)} (read with ast, never run)",
+            f"required = {_toml(str(m.required))}",
+        ]
+    else:
+        required = [
+            f"# required: {_comment(m.required_origin)}; FILE:NAME of a list, or a text file",
+            '# required = "scripts/schema_guard.py:REQUIRED_MIGRATIONS"',
+        ]
+    return [
+        f"# The boot allowlist of migrations; discovered: {_comment(m.origin)}.",
+        "[manifest]",
+        f"path = {_toml(m.path)}",
+        f"entries_dir = {_toml(m.entries_dir)}",
+        *required,
+        "",
     ]
-    workflows = sorted((root / ".github" / "workflows").glob("*.y*ml"))
-    deploy = next((w for w in workflows if w.stem.startswith("deploy")), None)
-    manifests = sorted(root.glob("scripts/migrations/*manifest*.txt"))
-    found = InitResult(
-        required=_find_required(root) if manifests else None,
-        config_path=str(target),
-        gitignore=str(root / ".gitignore"),
-        version_files=versions,
-        deploy_workflow=deploy.relative_to(root).as_posix() if deploy else None,
-        manifest=manifests[0].relative_to(root).as_posix() if manifests else None,
-    )
-    text = _render(root, found, on.removeprefix("refs/heads/") if on else Settings().main)
-    settings_from(tomllib.loads(text), "lanes.toml")  # what we write must read back
-    tmp = target.with_name(f".lanes.toml.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)  # whole or not at all
-    _ignore(root / ".gitignore", existing_ignore, "/" + Settings().inbox.strip("/") + "/")
-    return found
 
 
-def _ignore(gitignore: Path, existing: str, pattern: str) -> None:
-    if pattern in existing.splitlines():
-        return
-    sep = "" if not existing or existing.endswith("\n") else "\n"
-    with open(gitignore, "a", encoding="utf-8") as fh:  # appended: a kill never truncates it
-        fh.write(f"{sep}{pattern}\n")
+def _version_lines(v: discover.VersionSurface) -> list[str]:
+    unread = [f"# not read as a version: {_comment(f)}: {_comment(why)}" for f, why in v.unreadable]
+    if not v.active:
+        return [
+            f"# No version file: {_comment(v.origin)}.",
+            *unread,
+            "# [version]",
+            '# files = ["pyproject.toml"]  # each holds the same version',
+            "",
+        ]
+    return [
+        f"# The version files; discovered: {_comment(v.origin)}.",
+        *unread,
+        "[version]",
+        f"files = [{', '.join(map(_toml, v.files))}]  # each holds the same version",
+        "",
+    ]
+
+
+def _deploy_lines(d: discover.DeploySurface) -> list[str]:
+    if d.status == "ambiguous":
+        return [
+            f"# {_comment(d.origin)}.",
+            "# Pick the deploy workflow: uncomment [deploy] and the workflow line to dispatch.",
+            "# [deploy]",
+            *(f"# workflow = {_toml(p)}" for p in d.candidates),
+            "",
+        ]
+    if not d.active:
+        return [
+            f"# No deploy workflow: {_comment(d.origin)}.",
+            "# [deploy]",
+            '# workflow = ".github/workflows/deploy.yml"',
+            "",
+        ]
+    return [
+        f"# The workflow to dispatch; discovered: {_comment(d.origin)}.",
+        "[deploy]",
+        f"workflow = {_toml(d.workflow)}",
+        "",
+    ]
+
+
+def _toml(value: str) -> str:
+    """A TOML string, escaped (a branch or file name may hold a quote, a backslash, 🚀)."""
+    import tomlkit
+
+    return str(tomlkit.string(value).as_string())
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _comment(text: str) -> str:
+    """Text made safe in a TOML comment, which ends at a newline and refuses control
+    characters (a file name may hold either)."""
+    return _CONTROL.sub("?", text)

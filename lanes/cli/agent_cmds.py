@@ -1,4 +1,4 @@
-"""The agent's commands: init, claim, heartbeat, fragment, submit, release, status, gc."""
+"""The agent's commands: claim, heartbeat, fragment, submit, release, status, gc."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ fragment_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init")(init)
     app.command("claim")(claim)
     app.command("heartbeat")(heartbeat)
     app.add_typer(fragment_app, name="fragment")
@@ -29,22 +28,6 @@ def register(app: typer.Typer) -> None:
     app.command("release")(release)
     app.command("status")(status)
     app.command("gc")(gc)
-
-
-def init(
-    force: Annotated[bool, typer.Option(help="Overwrite an existing lanes.toml.")] = False,
-    json_: JsonOpt = False,
-) -> None:
-    """Write a commented lanes.toml and git-ignore the inbox."""
-    from lanes import init as init_mod
-    from lanes.cli.context import cwd
-
-    result = init_mod.init(cwd(), force=force)
-    emit(
-        plain(result),
-        json_,
-        lambda: say(f"wrote {result.config_path}; inbox ignored in {result.gitignore}"),
-    )
 
 
 def claim(

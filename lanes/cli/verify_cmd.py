@@ -16,6 +16,7 @@ from lanes.cli.output import JsonOpt, plain, say
 if TYPE_CHECKING:
     from integrator.gate import GateReport
 
+
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
 
