@@ -316,7 +316,8 @@ def test_required_dispatch_inputs_get_their_defaults_or_are_a_problem() -> None:
         "name: deploy\non:\n  push:\n  workflow_dispatch:\n    inputs:\n"
         "      env: {required: true, default: prod world}\n"
         "      dry: {required: true, type: boolean, default: false}\n"
-        "      note: {required: false}\n",
+        "      note: {required: false}\n"
+        "jobs:\n  deploy:\n    runs-on: ubuntu-latest\n    steps:\n      - run: ./deploy\n",
     )
     child = wf.parse(
         ".github/workflows/verify.yml",
