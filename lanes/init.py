@@ -120,9 +120,18 @@ def _settings(
 
 
 def _check_writable(target: Path, gitignore: Path) -> str:
-    """Refuse a folder (or a dangling link) where a file is written; the .gitignore text.
-    A .gitignore that is a link to a file is fine: the line is appended to its target."""
+    """Refuse a folder, or a symbolic link, where a file is written; the .gitignore text.
+    A linked .gitignore is refused, not written through: the link may lead anywhere (a
+    dotfile in the home folder), and git itself no longer reads a .gitignore that is a
+    symbolic link (since 2.32), so a line appended there would ignore nothing."""
     for path in (target, gitignore):
+        if path.is_symlink():
+            raise BadInput(
+                "bad-config",
+                f"{path} is a symbolic link (to {os.readlink(path)}); lanes init writes "
+                "only regular files, and git does not read a linked .gitignore",
+                hint=f"replace {path.name} with a regular file (copy its target's lines in)",
+            )
         if os.path.lexists(path) and not path.is_file():
             raise BadInput(
                 "bad-config", f"{path} is not a regular file", hint=f"move {path.name} away"

@@ -277,17 +277,19 @@ def test_the_inbox_line_is_added_when_nothing_ignores_it(
     assert git(unconfigured, "check-ignore", "--no-index", "tools/offline/_inbox/x")
 
 
-def test_a_symlinked_gitignore_gets_the_line_in_its_target(
+def test_a_symlinked_gitignore_is_refused_never_written_through(
     unconfigured: Path, tmp_path: Path
 ) -> None:
+    """The link could lead to any file (issue 8: init wrote through it), and git does not
+    read a linked .gitignore anyway."""
     shared = tmp_path / "shared.gitignore"
-    shared.write_text("*.pyc")  # no final newline
+    shared.write_text("*.pyc")
     (unconfigured / ".gitignore").unlink()
     (unconfigured / ".gitignore").symlink_to(shared)
+    before = snapshot(unconfigured)
     rc, doc = lanes_json(unconfigured, "init")
-    assert rc == 0 and doc["gitignore_added"] is True
-    assert (unconfigured / ".gitignore").is_symlink()
-    assert shared.read_text() == "*.pyc\n/tools/offline/_inbox/\n"
+    assert (rc, doc["error"]) == (2, "bad-config") and "symbolic link" in doc["message"]
+    assert shared.read_text() == "*.pyc" and snapshot(unconfigured) == before
 
 
 def test_a_dangling_gitignore_link_is_refused_and_nothing_written(
