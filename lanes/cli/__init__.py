@@ -102,9 +102,80 @@ def main(argv: list[str] | None = None) -> int:
         return exit_code("interrupted")
     except KeyboardInterrupt:
         return exit_code("interrupted")
+    except OSError as exc:
+        if exc.errno is None:  # raised by hand, not by the system: a bug
+            return _crash(exc, as_json)
+        # The filesystem said no (full, read-only, permissions, an I/O error): that is an
+        # operational failure with its own code, never "a bug in lanes". Where the core knows
+        # more (what was recorded, what to do) it raises its own OperationalError instead.
+        return _os_failure(exc, _command(args), as_json)
     except Exception as exc:  # an unexpected exception is a bug: keep its traceback
         return _crash(exc, as_json)
     return code if isinstance(code, int) else exit_code("done")
+
+
+def _command(args: list[str]) -> str:
+    """`lanes claim`, `lanes ledger verify`: the words of the command line before its
+    arguments, for messages."""
+    words: list[str] = []
+    for arg in args:
+        if arg.startswith("-") or len(words) == 2:
+            break
+        words.append(arg)
+        if arg not in ("ledger", "fragment", "hook"):
+            break
+    return " ".join(["lanes", *words])
+
+
+def _os_failure(exc: OSError, command: str, as_json: bool) -> int:
+    from lanes.errors import os_error
+
+    # A write on an open file fails without a file name: name the inbox, where lanes
+    # writes (claims, fragments, the ledger), so the user knows which disk to look at.
+    err = os_error(exc, f"{command} failed", path="" if exc.filename else _inbox())
+    extra = dict(err.extra)
+    # A path that vanished or cannot be opened may be lanes' own fault after all: keep the
+    # traceback when a file can be written for it (a full disk is not a bug: no file).
+    trace = _write_traceback() if err.code == "io-failed" else None
+    if trace is not None:
+        extra["traceback"] = trace
+    return _fail(err.exit_code, err.code, err.message, err.hint, as_json, extra)
+
+
+def _inbox() -> str:
+    """The inbox of the repository lanes runs in, or the current directory, or ""."""
+    import os
+
+    try:
+        from lanes.cli.context import config
+
+        return str(config().inbox)
+    except Exception:  # the handler must not fail: any answer is better than none
+        try:
+            return os.getcwd()
+        except OSError:
+            return ""
+
+
+def _write_traceback() -> str | None:
+    """Write the current exception's traceback to a file; its path, or None when no file
+    can be written (a full or read-only /tmp): then nothing is left behind."""
+    import contextlib
+    import os
+    import tempfile
+    import traceback
+
+    path = ""
+    try:
+        fd, path = tempfile.mkstemp(prefix="lanes-crash-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            traceback.print_exc(file=fh)
+        return path
+    except OSError:
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        return None
 
 
 def _usage_hint(exc: Exception) -> str:
@@ -128,18 +199,23 @@ def _fail(
 
 
 def _crash(exc: Exception, as_json: bool) -> int:
-    import tempfile
     import traceback
 
-    with tempfile.NamedTemporaryFile("w", prefix="lanes-crash-", suffix=".txt", delete=False) as fh:
-        traceback.print_exc(file=fh)
+    trace = _write_traceback()
+    if trace is None:  # no file could be written: the traceback goes to standard error
+        traceback.print_exc(file=sys.stderr)
     return _fail(
         exit_code("internal-error"),
         "internal-error",
         f"{type(exc).__name__}: {exc}",
-        f"this is a bug in lanes; the traceback is in {fh.name}",
+        "this is a bug in lanes; "
+        + (
+            f"the traceback is in {trace}"
+            if trace
+            else "its traceback is above (no file could be written for it)"
+        ),
         as_json,
-        {"traceback": fh.name},
+        {"traceback": trace} if trace else {},
     )
 
 

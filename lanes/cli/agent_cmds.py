@@ -195,7 +195,7 @@ def status(
     """Lanes with agent, state, age, heartbeat, commits ahead and fragments."""
     from lanes import state
     from lanes.cli.context import config
-    from lanes.cli.verify_cmd import show_surfaces
+    from lanes.cli.output import show_surfaces
 
     cfg = config()
     rows = state.status(cfg, wave)

@@ -63,7 +63,7 @@ def init(
 def _human(result: InitResult) -> None:
     from rich.markup import escape
 
-    from lanes.cli.verify_cmd import show_surfaces
+    from lanes.cli.output import show_surfaces
 
     say(f"[dim]discovered in {escape(result.discovered_in)}:[/]")
     show_surfaces(result.surfaces)

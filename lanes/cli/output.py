@@ -88,3 +88,19 @@ def ago(seconds: int | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def show_surfaces(rows: list[dict[str, object]]) -> None:
+    """Which contended surfaces were used, and where each came from (written, discovered,
+    switched off, absent, ambiguous): on stderr, for people."""
+    from rich.markup import escape
+
+    for row in rows:
+        paths = ", ".join(str(p) for p in row["paths"]) or "-"  # type: ignore[attr-defined]
+        say(
+            f"[dim]{row['surface']}:[/] {row['status']} {escape(paths)} [dim]({escape(str(row['origin']))})[/]"
+        )
+        for bad in row.get("unreadable", []):  # type: ignore[attr-defined]
+            say(
+                f"[dim]  not a version file lanes can read: {escape(bad['file'])}: {escape(bad['why'])}[/]"
+            )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from lanes.cli.output import JsonOpt, plain, say
+from lanes.cli.output import JsonOpt, plain, say, show_surfaces
 
 if TYPE_CHECKING:
     from integrator.gate import GateReport
@@ -90,19 +90,3 @@ def _human(report: GateReport) -> None:
         say(f"[yellow]warning:[/] {escape(warning)}")
     for command in report.next:
         print(command)
-
-
-def show_surfaces(rows: list[dict[str, object]]) -> None:
-    """Which contended surfaces were used, and where each came from (written, discovered,
-    switched off, absent, ambiguous): on stderr, for people."""
-    from rich.markup import escape
-
-    for row in rows:
-        paths = ", ".join(str(p) for p in row["paths"]) or "-"  # type: ignore[attr-defined]
-        say(
-            f"[dim]{row['surface']}:[/] {row['status']} {escape(paths)} [dim]({escape(str(row['origin']))})[/]"
-        )
-        for bad in row.get("unreadable", []):  # type: ignore[attr-defined]
-            say(
-                f"[dim]  not a version file lanes can read: {escape(bad['file'])}: {escape(bad['why'])}[/]"
-            )
