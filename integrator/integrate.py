@@ -15,6 +15,7 @@ everything after it is derived from main's trailers and redone by the next run
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -297,9 +298,12 @@ def _move_main(cfg: Config, wave: str, result: IntegrateResult) -> None:
     dirty = on_main and git.tracked_changes(repo)
     checkout.write_journal(cfg, {"wave": wave, "old": old, "new": new})
     _failpoint("journal")
-    if not git.update_ref_cas(repo, ref, new, old, f"lanes integrate {wave}"):
+    moved = git.update_ref(repo, ref, new, old, f"lanes integrate {wave}")
+    if moved.returncode != 0:
         checkout.forget_journal(cfg)
         now = git.rev_parse(repo, cfg.main) or "nothing"
+        if now == old:  # git said no, but nobody moved main: not contention
+            raise _update_refused(cfg, wave, old, moved.stderr or moved.stdout)
         raise Contention(
             "main-moved",
             f"{cfg.main} moved during the pass (from {old[:12]} to {now[:12]}); the pass "
@@ -318,6 +322,43 @@ def _move_main(cfg: Config, wave: str, result: IntegrateResult) -> None:
     else:
         result.checkout, result.checkout_note = checkout.bring_along(cfg, old, new)
     checkout.forget_journal(cfg)
+
+
+def _update_refused(cfg: Config, wave: str, old: str, said: str) -> OperationalError:
+    """main is still at `old` and git would not move it: a hook that protects it, or a lock
+    file in the way. Rerunning would meet the same answer, so name it and what to do."""
+    said = said.strip() or "(git printed nothing)"
+    lock = _LOCK_FILE.search(said)
+    where = f"{cfg.main} is still at {old[:12]}; the pass changed nothing: no lane is marked "
+    where += "integrated, every fragment is where it was"
+    if lock:
+        return OperationalError(
+            "main-update-refused",
+            f"git could not move {cfg.main}: its lock file {lock.group(1)} exists (another "
+            f"git process is running, or one crashed and left it). {where}. git said: {said}",
+            hint=f"if no git process is running in {cfg.main_checkout}, remove "
+            f"{lock.group(1)}; then run lanes integrate {wave} again",
+            lock_file=lock.group(1),
+            git_message=said,
+        )
+    hooked = "hook" in said
+    return OperationalError(
+        "main-update-refused",
+        f"git refused to move {cfg.main}"
+        + (" (a reference-transaction hook said no)" if hooked else "")
+        + f". {where}. git said: {said}",
+        hint=(
+            "the repository's reference-transaction hook refuses updates of "
+            f"{cfg.main}: let it accept lanes integrate (or move {cfg.main} the way it "
+            f"wants), then run lanes integrate {wave} again"
+            if hooked
+            else f"fix what git names, then run lanes integrate {wave} again"
+        ),
+        git_message=said,
+    )
+
+
+_LOCK_FILE = re.compile(r"Unable to create '([^']+\.lock)': File exists")
 
 
 # -- bookkeeping derived from main -----------------------------------------------------

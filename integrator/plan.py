@@ -170,6 +170,11 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
     repo = cfg.main_checkout
     if lp.tip is None:
         raise BounceError("no-branch", [], f"the submitted commit of {lp.branch} is gone")
+    # What lands is the branch's own commits replayed one by one: a branch without history
+    # in common with main, or with a merge, would land something other than what it holds.
+    shape = guard.unlandable(cfg, head, lp.tip, lp.branch)
+    if shape is not None:
+        raise BounceError(shape.code, [], f"{shape.message}: {shape.hint}")
     forged = [sha[:12] for sha, msg in git.commit_messages(repo, head, lp.tip) if _lanes_keys(msg)]
     if forged:
         raise BounceError(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lanes import git, worktrees
+from lanes import git, saves, worktrees
 from lanes.config import Config
 from lanes.errors import BadInput, Contention, OperationalError, Refused
 from lanes.ledger import Ledger
@@ -53,12 +53,102 @@ def ledger(cfg: Config, wave: str) -> Ledger:
     return Ledger(cfg.ledger_path(wave), wave, cfg.state_dir)
 
 
-def read_record(claim_dir: Path) -> ClaimRecord | None:
+def read_record(claim_dir: Path, problems: list[str] | None = None) -> ClaimRecord | None:
+    """The lane's claim record; None when there is none (never claimed, released, reaped)
+    or when it cannot be trusted, and then, if `problems` is given, the reason goes into it.
+
+    What is read back from disk is checked as strictly as what lanes writes: every field
+    there with its type and nothing else, the names valid and those of the claim directory,
+    the lane's own branch, a worktree path of this lane, a commit id, a pid, sparse paths
+    inside the repository. A record that fails is never acted on (gc does not reap it,
+    release refuses it) and `lanes status` says why. A `time` that is not an ISO 8601 time
+    is only noted in `problems`: nothing but status reads it, so its holder keeps the lane.
+    """
+    import dataclasses
+    import re
+
+    path = claim_dir / RECORD
+    why: list[str] = []
+    raw: Any = None
     try:
-        raw = json.loads((claim_dir / RECORD).read_text(encoding="utf-8"))
-        return ClaimRecord(**raw)
-    except (OSError, ValueError, TypeError):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        why.append(f"cannot be read ({exc.strerror})")
+    except ValueError:  # not UTF-8, or not JSON
+        why.append("is not JSON")
+    if not why and not isinstance(raw, dict):
+        why.append("is not a JSON object")
+    if not why:
+        known = {f.name: f for f in dataclasses.fields(ClaimRecord)}
+        required = [
+            name
+            for name, f in known.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in raw]
+        unknown = sorted(str(name) for name in raw if name not in known)
+        if missing:
+            why.append("lacks " + ", ".join(missing))
+        if unknown:
+            why.append("has fields lanes does not write: " + ", ".join(unknown)[:200])
+        for name, value in raw.items():
+            kind = str(known[name].type) if name in known else ""
+            fits = (
+                isinstance(value, str)
+                if kind == "str"
+                else type(value) is int
+                if kind == "int"
+                else isinstance(value, list) and all(isinstance(x, str) for x in value)
+                if kind == "list[str]"
+                else True  # a field of a type not listed here is checked below, if at all
+            )
+            if not fits:
+                why.append(f"{name} is {json.dumps(value)[:60]}, not of type {kind}")
+    if not why:
+        wave, lane = raw["wave"], raw["lane"]
+        if (wave, lane) != (claim_dir.parent.name, claim_dir.name):
+            why.append(
+                f"names the lane {wave!r}/{lane!r}, but it is the claim of "
+                f"{claim_dir.parent.name}/{claim_dir.name}"
+            )
+        try:
+            check_wave(wave)
+            check_lane(lane)
+            check_agent(raw["agent"])
+            worktrees.check_sparse(raw.get("sparse", []))
+        except BadInput as exc:
+            why.append(exc.message)
+        worktree = raw["worktree"]
+        if raw["branch"] != f"lanes/{wave}/{lane}":
+            why.append(f"branch {raw['branch'][:80]!r} is not the lane's (lanes/{wave}/{lane})")
+        if (
+            not os.path.isabs(worktree)
+            or os.path.normpath(worktree) != worktree
+            or not os.path.basename(worktree).endswith(f"-{wave}-{lane}")
+            or any(c in worktree for c in "\0\n\r")
+        ):
+            why.append(f"worktree {worktree[:120]!r} is not a worktree path of this lane")
+        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", raw["base"]):
+            why.append(f"base {raw['base'][:80]!r} is not a commit id")
+        if raw["pid"] <= 0:
+            why.append(f"pid {raw['pid']} is not a process id")
+        if not raw["host"].isprintable() or len(raw["host"]) > 255:
+            why.append("host is not a host name")
+    if why:
+        if problems is not None:
+            problems.append(f"claim record {path} " + "; ".join(why))
+        return None
+    try:
+        datetime.fromisoformat(raw["time"])
+    except ValueError:
+        if problems is not None:
+            problems.append(
+                f"claim record {path}: time {raw['time'][:40]!r} is not an ISO 8601 time "
+                "(like 2026-01-31T12:00:00Z)"
+            )
+    return ClaimRecord(**raw)
 
 
 def _now() -> str:
@@ -144,6 +234,17 @@ def claim(
             "bad-base",
             f"{base_ref!r} is not a commit in this repository",
             hint=f"omit --base to branch from {cfg.main}, or name an existing branch or commit",
+        )
+    on_main = f"refs/heads/{cfg.main}"
+    if base is not None and not git.is_ancestor(cfg.main_checkout, base_sha, on_main):
+        # A lane branches from main, never from another lane: a commit main does not hold
+        # (another lane's, by its sha, a tag, a reflog entry) is refused, however named.
+        raise BadInput(
+            "bad-base",
+            f"--base {base!r} ({base_sha[:12]}) is not on {cfg.main}: a lane branches from "
+            f"{cfg.main} (its tip or an older commit of it), never from another lane's work",
+            hint=f"omit --base to branch from {cfg.main}, or name a commit {cfg.main} holds; "
+            "another lane's work reaches you through main once it is integrated",
         )
     _check_worktree_root(cfg)
     for folder in sparse:
@@ -280,17 +381,99 @@ def _not_integrated(cfg: Config, wave: str, lane: str, why: str, instead: str) -
 
 
 def heartbeat(cfg: Config, wave: str, lane: str) -> dict[str, Any]:
+    """Record that the holder is alive: the heartbeat file's mtime becomes now. That needs
+    no space on disk, so it works on a full one. A heartbeat file removed, or replaced by a
+    symlink, is made again as lanes' own regular file (a symlink is never followed)."""
+    import contextlib
+    import stat
+
+    from lanes.errors import os_error
+
     claim_dir, record = held(cfg, wave, lane)
     _not_integrated(cfg, wave, lane, "nothing to keep alive", "stop heartbeating")
-    os.utime(claim_dir / HEARTBEAT)
+    path = claim_dir / HEARTBEAT
+    try:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and stat.S_ISDIR(mode):
+            raise OperationalError(
+                "io-failed",
+                f"the heartbeat {path} of {wave}/{lane} is a directory, not lanes' file",
+                hint=f"remove it (rm -r {path}), then run lanes heartbeat again",
+                path=str(path),
+            )
+        if mode is not None and not stat.S_ISREG(mode):
+            os.unlink(path)  # a symlink or another node planted there: never followed
+            mode = None
+        if mode is None:
+            with contextlib.suppress(FileExistsError):  # a heartbeat at the same instant
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.utime(path, follow_symlinks=False)
+    except OSError as exc:
+        raise os_error(exc, f"the heartbeat of {wave}/{lane} was not recorded", path=path) from exc
     return {"wave": wave, "lane": lane, "agent": record.agent, "heartbeat": _now()}
 
 
-def heartbeat_age(claim_dir: Path, now: float | None = None) -> float | None:
+def heartbeat_age(
+    claim_dir: Path, now: float | None = None, problems: list[str] | None = None
+) -> float | None:
+    """Seconds since the holder's last heartbeat (the heartbeat file's mtime), or None when
+    it cannot be told: no heartbeat file, not a regular file, or a time that cannot be
+    believed. None is never stale: gc does not reap the lane; the reason goes into
+    `problems` when given.
+
+    A heartbeat in the future (D32): up to 5 minutes ahead counts as now (clocks differ a
+    little). Further ahead, its time was set by hand (touch -d), copied from a machine with
+    another clock, or written by a clock since set back, and is not believed: the time the
+    file was really changed last, its ctime (which no utime can set), is used instead, so
+    the heartbeat counts from when it was written and is stale `stale_after` later. When
+    the ctime is ahead too, this machine's clock went back since: the age is unknown (None)
+    until the clock passes it or the holder beats again.
+    """
+    import stat
+
+    skew = 300.0
+    now = time.time() if now is None else now
+    path = claim_dir / HEARTBEAT
+
+    def note(text: str) -> None:
+        if problems is not None:
+            problems.append(f"heartbeat {path} {text}")
+
+    def iso(epoch: float) -> str:
+        try:
+            return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            return f"{epoch:.0f} (epoch seconds)"
+
     try:
-        return (now or time.time()) - (claim_dir / HEARTBEAT).stat().st_mtime
-    except OSError:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        note("is missing: gc does not reap the lane (lanes heartbeat makes it again)")
         return None
+    except OSError as exc:
+        note(f"cannot be read ({exc.strerror}): gc does not reap the lane")
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        note("is not a regular file: gc does not reap the lane (lanes heartbeat replaces it)")
+        return None
+    if st.st_mtime <= now + skew:
+        return max(0.0, now - st.st_mtime)
+    ahead = int(st.st_mtime - now)
+    if st.st_ctime <= now + skew:
+        note(
+            f"time {iso(st.st_mtime)} is {ahead}s in the future (set by hand, or by a clock "
+            f"that was wrong): counted from when it was written, {iso(st.st_ctime)}"
+        )
+        return max(0.0, now - st.st_ctime)
+    note(
+        f"time {iso(st.st_mtime)} is {ahead}s in the future, and so is the moment it was "
+        "written: this machine's clock went back since; the lane is not judged stale until "
+        f"the clock passes {iso(st.st_ctime)} or its holder heartbeats"
+    )
+    return None
 
 
 @dataclass(frozen=True)
@@ -302,6 +485,8 @@ class ReleaseResult:
     worktree_removed: bool
     saved_patch: str | None
     saved_ignored: str | None
+    saved_nested: list[str] = field(default_factory=list)  # nested repositories, whole
+    saved_against: str | None = None  # the commit the patch applies to (HEAD when saved)
 
 
 def lane_lock(cfg: Config, wave: str, lane: str) -> Any:
@@ -316,6 +501,8 @@ def lane_lock(cfg: Config, wave: str, lane: str) -> Any:
 
 
 def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> ReleaseResult:
+    """Give the lane up. Its work is saved and checked before its worktree is removed; when
+    that cannot be done (`save-failed`, `save-check-failed`) the lane stays held, untouched."""
     with lane_lock(cfg, wave, lane):
         claim_dir, record = held(cfg, wave, lane)
         _not_integrated(cfg, wave, lane, "nothing to release", "run lanes gc to remove it")
@@ -331,6 +518,8 @@ def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> R
         retired.removed,
         details["saved_patch"],
         details["saved_ignored"],
+        list(retired.nested),
+        retired.against,
     )
 
 
@@ -339,9 +528,11 @@ class Retired:
     """What became of a lane's worktree: the files saved in the claim dir first."""
 
     removed: bool = False
-    patch: Path | None = None  # uncommitted changes, untracked files included
-    ignored: Path | None = None  # git-ignored files, as a tar.gz
-    ignored_skipped: tuple[str, ...] = ()  # ignored files too big to keep
+    patch: Path | None = None  # every change on disk against HEAD, untracked files included
+    ignored: Path | None = None  # git-ignored files and nested repositories, as a tar.gz
+    ignored_skipped: tuple[str, ...] = ()  # ignored files too big to keep, special files
+    nested: tuple[str, ...] = ()  # nested repositories, whole in the tar.gz
+    against: str | None = None  # the commit the patch applies to
 
     def details(self, dest: Path) -> dict[str, Any]:
         """For the ledger row, with paths as they are once the claim dir is archived."""
@@ -349,6 +540,8 @@ class Retired:
             "worktree_removed": self.removed,
             "saved_patch": str(dest / self.patch.name) if self.patch else None,
             "saved_ignored": str(dest / self.ignored.name) if self.ignored else None,
+            "saved_nested": list(self.nested),
+            "saved_against": self.against,
             "ignored_not_saved": list(self.ignored_skipped[:20]),  # the first, by name
             "ignored_not_saved_count": len(self.ignored_skipped),
         }
@@ -357,24 +550,32 @@ class Retired:
 def retire_worktree(
     cfg: Config, claim_dir: Path, record: ClaimRecord, why: str, keep: bool
 ) -> Retired:
-    """Save uncommitted work into the claim dir, then remove the worktree (unless kept).
+    """Save the work on the worktree's disk into the claim dir, then remove it (unless kept).
 
-    The patch and the ignored files are written and fsynced before anything is removed:
-    nothing is lost on a crash.
+    The save is written, fsynced, read back and checked before anything is removed; if it
+    cannot be, this raises and the worktree stays as it is. A worktree that is not this
+    repository's (gone, or a path a record names) is never touched.
     """
     path = Path(record.worktree)
-    if keep or not worktrees.is_worktree(path):
-        if not keep:
-            git.worktree_prune(cfg.main_checkout)  # it vanished: forget its registration
+    if keep:
         return Retired()
-    patch_path = claim_dir / f"{why}-uncommitted.patch"
-    saved = worktrees.save_uncommitted(path, patch_path)
-    ignored_path = claim_dir / f"{why}-ignored.tar.gz"
-    count, skipped = worktrees.save_ignored(path, ignored_path)
-    worktrees.remove(cfg, path)
+    if not worktrees.is_ours(cfg, path):
+        git.worktree_prune(cfg.main_checkout)  # it vanished: forget its registration
+        return _saved_before(claim_dir)
+    saved = saves.save(path, claim_dir, why)
+    removed = worktrees.remove(cfg, path)
     return Retired(
-        True, patch_path if saved else None, ignored_path if count else None, tuple(skipped)
+        removed, saved.patch, saved.archive, saved.not_saved, saved.nested, saved.against
     )
+
+
+def _saved_before(claim_dir: Path) -> Retired:
+    """A retirement killed after its checked save and the worktree's move away: what it
+    saved is in the claim dir, and is the lane's work."""
+    saves.drop_scratch(claim_dir)
+    patch = next(iter(sorted(claim_dir.glob("*-uncommitted.patch"))), None)
+    ignored = next(iter(sorted(claim_dir.glob("*-ignored.tar.gz"))), None)
+    return Retired(False, patch, ignored)
 
 
 def _exclude_inbox(cfg: Config) -> None:

@@ -78,10 +78,50 @@ _declare(
     "move that path away (lanes gc removes finished worktrees), then claim again",
 )
 _declare(
-    "ledger-short-write",
+    "disk-full",
     OPERATIONAL,
-    "a ledger row could not be written whole",
-    "free space, then run lanes ledger verify",
+    "no space left: the disk, a quota or a file size limit is full",
+    "free space on the filesystem the message names (df -h PATH), then run the command again",
+)
+_declare(
+    "io-failed",
+    OPERATIONAL,
+    "a file could not be read or written: a read-only filesystem, permissions, an I/O error",
+    "fix what the message names (remount read-write, permissions, the disk), then rerun",
+)
+_declare(
+    "main-update-refused",
+    OPERATIONAL,
+    "lanes integrate: git refused to move main (a reference-transaction hook, or a lock file "
+    "left in the way); main did not move, nothing changed",
+    "read git's message in the error: change or disable the hook, or remove the stale lock "
+    "file if no git process is running; then run lanes integrate again",
+)
+_declare(
+    "save-failed",
+    OPERATIONAL,
+    "release or gc could not save a lane's work whole (git or the disk failed, a nested "
+    "repository too big, commits on no branch): nothing was removed",
+    "fix what the message names, then run the command again; the worktree is untouched",
+)
+_declare(
+    "save-check-failed",
+    OPERATIONAL,
+    "a lane's saved work did not read back as what is on disk: nothing was removed, and the "
+    "partial save is kept (partial_save)",
+    "run the command again (a file changing during the save does this), or copy the work out",
+)
+_declare(
+    "worktree-not-removed",
+    OPERATIONAL,
+    "a lane's work was saved, but its worktree could not be moved away to be deleted",
+    "fix what the message names (a mount point, permissions), then run the command again",
+)
+_declare(
+    "gc-incomplete",
+    OPERATIONAL,
+    "lanes gc did the other lanes but could not finish some (each in failed, with why)",
+    "fix what each failed lane's message says, then run lanes gc again",
 )
 _declare(
     "internal-error",
@@ -271,6 +311,18 @@ _declare(
     "put the file back as main has it and ask for the change with a lanes fragment",
 )
 _declare(
+    "orphan-branch",
+    REFUSED,
+    "the lane's branch shares no history with main (git checkout --orphan, a force-moved branch)",
+    "put the work on top of main (git rebase --root --onto main), then submit again",
+)
+_declare(
+    "lane-has-merge",
+    REFUSED,
+    "the lane's branch holds a merge commit: the pass lands commits one by one, never a merge",
+    "rebase instead of merging (git rebase main in the lane's worktree), then submit again",
+)
+_declare(
     "ledger-broken",
     REFUSED,
     "the ledger's hash chain is broken",
@@ -388,6 +440,57 @@ class Refused(LanesError):
     """A rule said no: a bounce, a contended surface, a failed gate, a broken ledger: exit 4."""
 
     category = REFUSED
+
+
+_FULL_ERRNOS = frozenset({"ENOSPC", "EDQUOT", "EFBIG"})
+_IO_HINTS = {
+    "EROFS": "the filesystem that holds {path} is read-only: remount it read-write (or run "
+    "lanes where it can write), then run the command again",
+    "EACCES": "lanes may not use {path}: fix its permissions or owner, then run the command again",
+    "EPERM": "lanes may not use {path}: fix its permissions, owner or attributes (chattr), "
+    "then run the command again",
+    "EIO": "the disk reported an I/O error at {path}: check the disk (dmesg), then run the "
+    "command again",
+    "ENOENT": "{path} vanished while lanes used it (removed by hand, or by another command): "
+    "run the command again",
+}
+
+
+def os_error(
+    exc: OSError, doing: str, path: object = "", hint: str = "", **extra: Any
+) -> OperationalError:
+    """The registered error for a failed filesystem call: `disk-full` when no space is left
+    (ENOSPC, EDQUOT, EFBIG), else `io-failed`; the message names what lanes was doing and the
+    path (the exception's own, else `path`), the hint what to do."""
+    import errno as errno_mod
+    import os
+
+    name = errno_mod.errorcode.get(exc.errno or 0, str(exc.errno))
+    raw = exc.filename if exc.filename is not None else path
+    path = os.fsdecode(raw) if isinstance(raw, str | bytes | os.PathLike) else str(raw)
+    what = exc.strerror or str(exc)
+    if exc.filename is not None:
+        message = f"{doing}: {what}: {path}"
+        if exc.filename2 is not None:
+            message += f" -> {os.fsdecode(exc.filename2)}"
+    else:  # a write on an open file: the caller says where
+        message = f"{doing}: {what}" + (f" ({path})" if path else "")
+    where = path or "the path in the message"
+    facts: dict[str, Any] = {"errno": name, **({"path": path} if path else {}), **extra}
+    if name in _FULL_ERRNOS:
+        if not hint:
+            folder = os.path.dirname(path) or path or "."
+            hint = (
+                f"free space on the filesystem that holds {where} (df -h {folder}"
+                + (", or your quota: quota -s" if name == "EDQUOT" else "")
+                + (", or raise the file size limit: ulimit -f" if name == "EFBIG" else "")
+                + "), then run the command again"
+            )
+        return OperationalError("disk-full", message, hint=hint, **facts)
+    if not hint:
+        hint = _IO_HINTS.get(name, "fix what the system reports for {path}, then run it again")
+        hint = hint.format(path=where)
+    return OperationalError("io-failed", message, hint=hint, **facts)
 
 
 def markdown_table() -> str:

@@ -1,12 +1,15 @@
 """Garbage collection: reap stale claims and remove worktrees nobody needs, losing nothing.
 
-A stale lane's uncommitted work (untracked files too) is saved as a patch in its claim
-directory before its worktree is removed; its branch, which holds its commits, is kept.
+A stale lane's work (every change on its disk, untracked, ignored and nested repositories
+too) is saved into its claim directory, read back and checked, before its worktree is
+removed; its branch, which holds its commits, is kept. A lane whose work cannot be saved
+is left as it is and reported, and gc goes on with the others.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -15,6 +18,7 @@ from typing import Any
 
 from lanes import claims, git, state, worktrees
 from lanes.config import Config
+from lanes.errors import LanesError, OperationalError
 
 
 @dataclass(frozen=True)
@@ -26,38 +30,84 @@ class GcAction:
     worktree: str
     saved_patch: str | None = None
     worktree_vanished: bool = False
-    saved_ignored: str | None = None  # the git-ignored files, as a tar.gz
+    saved_ignored: str | None = None  # the git-ignored files and nested repositories, a tar.gz
+    saved_nested: list[str] = field(default_factory=list)  # nested repositories, whole
+    saved_against: str | None = None  # the commit the patch applies to (HEAD when saved)
+
+
+@dataclass(frozen=True)
+class GcFailure:
+    """A lane gc could not finish: nothing of it was removed."""
+
+    wave: str
+    lane: str
+    error: str  # the error code, e.g. save-check-failed
+    message: str
+    partial_save: list[str] = field(default_factory=list)  # a save that failed its check
 
 
 @dataclass
 class GcReport:
     dry_run: bool
     actions: list[GcAction] = field(default_factory=list)
+    failed: list[GcFailure] = field(default_factory=list)
 
 
 def gc(cfg: Config, dry_run: bool = False) -> GcReport:
+    """Collect every wave. Raises `gc-incomplete` (with the whole report) after the other
+    lanes are done when a lane could not be finished: no command reports work it did not do."""
     report = GcReport(dry_run)
     now = time.time()
     for wave in state.waves(cfg):
         for lane, hist in sorted(state.histories(cfg, wave).items()):
-            claim_dir = cfg.claim_dir(wave, lane)
-            record = claims.read_record(claim_dir)
-            if record is None:
+            try:
+                action = _collect(cfg, wave, lane, hist, now, dry_run)
+            except LanesError as exc:  # a save that failed or did not check: report, go on
+                report.failed.append(_failure(wave, lane, exc))
                 continue
-            action = None
-            if hist.state == "claimed":
-                action = _reap_if_stale(cfg, wave, lane, now, dry_run)
-            elif hist.state == "integrated":
-                landed = (hist.submit_details or {}).get("head")
-                with _locked(cfg, wave, lane, dry_run):
-                    action = _finish_integrated(cfg, wave, lane, record, landed, dry_run)
             if action is not None:
                 report.actions.append(action)
         if not dry_run:
             _sweep_leftovers(cfg.wave_dir(wave), now - cfg.stale_after_seconds)
     if not dry_run:
+        worktrees.sweep_trash(cfg)  # worktrees a killed remover had moved away
         git.worktree_prune(cfg.main_checkout)  # registrations whose directory vanished
+    if report.failed:
+        raise _incomplete(report)
     return report
+
+
+def _collect(
+    cfg: Config, wave: str, lane: str, hist: state.LaneHistory, now: float, dry_run: bool
+) -> GcAction | None:
+    record = claims.read_record(cfg.claim_dir(wave, lane))
+    if record is None:
+        return None
+    if hist.state == "claimed":
+        return _reap_if_stale(cfg, wave, lane, now, dry_run)
+    if hist.state == "integrated":
+        landed = (hist.submit_details or {}).get("head")
+        with _locked(cfg, wave, lane, dry_run):
+            return _finish_integrated(cfg, wave, lane, record, landed, dry_run)
+    return None
+
+
+def _failure(wave: str, lane: str, exc: LanesError) -> GcFailure:
+    partial = [str(p) for p in exc.extra.get("partial_save", [])]
+    return GcFailure(wave, lane, exc.code, exc.message, partial)
+
+
+def _incomplete(report: GcReport) -> OperationalError:
+    done = ", ".join(f"{a.wave}/{a.lane} ({a.action})" for a in report.actions) or "nothing"
+    failed = "; ".join(f"{f.wave}/{f.lane} ({f.error}: {f.message})" for f in report.failed)
+    return OperationalError(
+        "gc-incomplete",
+        f"gc did {done}, but could not finish {len(report.failed)} lane(s), left as they "
+        f"were: {failed}",
+        dry_run=report.dry_run,
+        actions=[dataclasses.asdict(a) for a in report.actions],
+        failed=[dataclasses.asdict(f) for f in report.failed],
+    )
 
 
 def _sweep_leftovers(wave_dir: Path, older_than: float) -> None:
@@ -97,7 +147,7 @@ def _reap(
     cfg: Config, wave: str, lane: str, record: claims.ClaimRecord, reason: str, dry_run: bool
 ) -> GcAction:
     path = Path(record.worktree)
-    vanished = not worktrees.is_worktree(path)
+    vanished = not worktrees.is_ours(cfg, path)
     if dry_run:
         return GcAction(wave, lane, "reap", reason, str(path), None, vanished)
     claim_dir = cfg.claim_dir(wave, lane)
@@ -116,7 +166,16 @@ def _reap(
         **details,
     )
     return GcAction(
-        wave, lane, "reap", reason, str(path), saved, vanished, details["saved_ignored"]
+        wave,
+        lane,
+        "reap",
+        reason,
+        str(path),
+        saved,
+        vanished,
+        details["saved_ignored"],
+        details["saved_nested"],
+        details["saved_against"],
     )
 
 
@@ -130,13 +189,14 @@ def _finish_integrated(
 ) -> GcAction | None:
     """Remove an integrated lane's worktree, and its branch when the branch is exactly
     what landed (its work is on main; a commit made after the submit keeps the branch)."""
-    has_worktree = worktrees.is_worktree(Path(record.worktree))
+    has_worktree = worktrees.is_ours(cfg, Path(record.worktree))
     tip = git.rev_parse(cfg.main_checkout, record.branch)
     drop_branch = tip is not None and tip == landed
     if not (has_worktree or drop_branch):
         return None
     reason = "lane is integrated"
-    patch = ignored = None
+    patch = ignored = against = None
+    nested: list[str] = []
     if not dry_run:
         if has_worktree:
             retired = claims.retire_worktree(
@@ -144,6 +204,7 @@ def _finish_integrated(
             )
             patch = str(retired.patch) if retired.patch else None
             ignored = str(retired.ignored) if retired.ignored else None
+            nested, against = list(retired.nested), retired.against
         if drop_branch:
             git.worktree_prune(cfg.main_checkout)  # a vanished worktree still pins it
             drop_branch = git.delete_branch(cfg.main_checkout, record.branch)
@@ -152,4 +213,6 @@ def _finish_integrated(
     action = "remove-worktree" if has_worktree else "delete-branch"
     if has_worktree and drop_branch:
         action = "remove-worktree-and-branch"
-    return GcAction(wave, lane, action, reason, record.worktree, patch, False, ignored)
+    return GcAction(
+        wave, lane, action, reason, record.worktree, patch, False, ignored, nested, against
+    )

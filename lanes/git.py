@@ -552,3 +552,40 @@ def ignored_by(worktree: Path, path: str) -> str | None:
     if pattern.startswith("!"):  # -v also reports the negation that un-ignores it
         return None
     return f"{source}:{line}:{pattern}"
+
+
+# -- the guard's reads and the pass's compare-and-swap, with git's own answer --
+
+
+def blobs_at(repo: Path, specs: Sequence[str]) -> list[bytes | None]:
+    """The content of each `REV:PATH` in `specs`, in order (None: missing, or not a file),
+    in one `cat-file --batch`."""
+    asked = [s for s in specs if "\n" not in s]
+    if not asked:
+        return [None] * len(specs)
+    code, data, err = _run_bytes(
+        ["cat-file", "--batch"], repo, "".join(f"{s}\n" for s in asked).encode()
+    )
+    if code != 0:
+        raise OperationalError(
+            "git-failed", f"git cat-file --batch failed: {err}", hint="see git fsck"
+        )
+    found: dict[str, bytes | None] = {}
+    pos = 0
+    for spec in asked:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        pos = end + 1
+        if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
+            size = int(header[2])
+            found[spec] = data[pos : pos + size] if header[1] == b"blob" else None
+            pos += size + 1
+        else:  # "<spec> missing" or "ambiguous"
+            found[spec] = None
+    return [found.get(s) for s in specs]
+
+
+def update_ref(repo: Path, ref: str, new: str, old: str, message: str) -> GitResult:
+    """`update_ref_cas` keeping git's answer: when it fails, stderr says why (a hook's
+    output and "ref updates aborted by hook", or the lock file it could not create)."""
+    return run(["update-ref", "-m", message, ref, new, old], repo, check=False)

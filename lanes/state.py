@@ -7,7 +7,7 @@ claimed|submitted|bounced -> released; a stale claimed lane -> reaped.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,10 @@ class LaneStatus:
     commits_ahead: int  # of main: what would land
     fragments: int
     bounce_reason: str = ""
+    # What lanes could not believe in the lane's files (a claim record that fails its
+    # checks, a time that is not a time or lies in the future, a heartbeat that is not
+    # lanes' file), and what it does about it: shown instead of a crash.
+    problems: list[str] = field(default_factory=list)
 
 
 def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
@@ -153,10 +157,16 @@ def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
     for w in [known_wave(cfg, wave)] if wave is not None else waves(cfg):
         for lane, hist in sorted(histories(cfg, w).items()):
             claim_dir = cfg.claim_dir(w, lane)
-            record = claims.read_record(claim_dir)
+            problems: list[str] = []
+            record = claims.read_record(claim_dir, problems)
+            if record is None and problems:
+                problems.append(
+                    "lanes leaves this lane alone until the record is fixed or its claim "
+                    f"directory moved away: gc does not reap it, release refuses it ({claim_dir})"
+                )
             branch = cfg.branch(w, lane)
-            hb = claims.heartbeat_age(claim_dir, now) if record else None
-            age = int(now - _epoch(record.time)) if record else None
+            hb = claims.heartbeat_age(claim_dir, now, problems) if record else None
+            age = _age(record.time, now, problems) if record else None
             frag_dir = claim_dir / claims.FRAGMENTS
             rows.append(
                 LaneStatus(
@@ -178,10 +188,37 @@ def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
                     else git.commits_ahead(cfg.main_checkout, cfg.main, branch),
                     fragments=len(list(frag_dir.glob("*.json"))) if frag_dir.is_dir() else 0,
                     bounce_reason=hist.bounce_reason if hist.state == "bounced" else "",
+                    problems=problems,
                 )
             )
     return rows
 
 
-def _epoch(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+FUTURE_SKEW = 300  # seconds a time read back may be ahead of this clock and still count as now
+
+
+def _age(stamp: str, now: float, problems: list[str]) -> int | None:
+    """Seconds since the claim was made, or None (with the reason in `problems`) for a time
+    that is not one or lies in the future; claims.read_record has said so for the first."""
+    claimed = _epoch(stamp)
+    if claimed is None:
+        return None
+    if claimed > now + FUTURE_SKEW:
+        problems.append(f"claim time {stamp} is in the future (a clock went back, or a hand edit)")
+        return None
+    return max(0, int(now - claimed))
+
+
+def _epoch(stamp: str) -> float | None:
+    """An ISO 8601 time (lanes writes 2026-01-31T12:00:00Z) as epoch seconds; a time
+    without a zone is UTC; None when it is not a time."""
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None

@@ -59,6 +59,11 @@ def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     claim_dir, record = claims.held(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "be submitted")
     log = claims.ledger(cfg, wave)
+    shape = guard.unlandable(cfg, cfg.main, record.branch, record.branch)
+    if shape is not None:  # an orphan branch, or one with a merge: the pass would bounce it
+        commits = [sha for sha, _ in shape.commits]
+        log.append("submit-refused", lane, record.agent, reason=shape.code, commits=commits)
+        raise shape.refusal(f"lane {wave}/{lane}: ")
     found = guard.branch_violations(cfg, record.branch)
     if found:
         log.append(
@@ -105,5 +110,8 @@ def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     ahead = git.commits_ahead(cfg.main_checkout, cfg.main, record.branch)
     asked = [e for _, f in frags if isinstance(f, fragments.ManifestFragment) for e in f.entries]
     warnings = fragments.unmet_entries(cfg, record.branch, asked)
-    log.append("submit", lane, record.agent, head=head, commits=ahead, fragments=len(frags))
+    # The ledger row is the commit point: once it is written the lane is submitted, and
+    # whatever failed after it (the anchor on a full disk) is a warning, never an exit 1.
+    row = log.append("submit", lane, record.agent, head=head, commits=ahead, fragments=len(frags))
+    warnings = [*warnings, *row.warnings]
     return SubmitResult(wave, lane, record.agent, record.branch, head, ahead, len(frags), warnings)

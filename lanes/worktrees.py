@@ -3,13 +3,19 @@
 Parallel `git worktree add` fails now and then (a sibling's `commondir` is read while
 being written; PRIMITIVES.md): the cheap registration (`add --no-checkout`) runs under one
 repository-wide lock, the expensive checkout runs outside it, in parallel.
+
+A worktree is removed (after lanes.saves has saved and checked its work) by moving it away
+in one rename and deleting it there: it is whole at its path or gone from it, never
+half-deleted where the next save would take what is left for the lane's work.
 """
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import shutil
+import signal
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from lanes import git
@@ -78,99 +84,62 @@ def create(cfg: Config, path: Path, branch: str, base: str, sparse: Sequence[str
     return new_branch
 
 
-def remove(cfg: Config, path: Path, delete_branch: str | None = None) -> None:
-    """Unregister and delete a worktree (and a branch it alone created). Idempotent."""
+TRASH = ".lanes-trash-"  # a worktree moved away to be deleted: {root}/{TRASH}{name}-{id}
+
+
+def remove(cfg: Config, path: Path, delete_branch: str | None = None) -> bool:
+    """Unregister and delete a worktree of this repository (and a branch it alone created).
+    Idempotent; True if a worktree was removed. Anything else at `path` is never touched.
+
+    The directory is first renamed away in one step: a kill while it is being deleted leaves
+    it gone from its path (gc deletes the rest), never half there for a later save to take
+    for the lane's work.
+    """
     repo = cfg.main_checkout
-    if os.path.lexists(path) and not path.is_symlink():
-        git.run(["worktree", "remove", "--force", "--force", str(path)], repo, check=False)
+    removed = False
+    if is_ours(cfg, path):
+        git.run(["worktree", "unlock", str(path)], repo, check=False)  # prune keeps locked ones
+        trash = path.with_name(f"{TRASH}{path.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(path, trash)
+        except OSError as exc:
+            raise OperationalError(
+                "worktree-not-removed",
+                f"could not move the worktree {path} away to delete it: {exc}",
+                hint="fix what the system says (a mount point, permissions on its folder), "
+                "then run the command again; its work is saved and the worktree untouched",
+                worktree=str(path),
+            ) from exc
+        _failpoint("worktree-moved")
+        git.worktree_prune(repo)  # its registration now points nowhere
+        shutil.rmtree(trash, ignore_errors=True)
+        removed = True
     git.worktree_prune(repo)
     if delete_branch:
         git.delete_branch(repo, delete_branch)
+    return removed
 
 
-def save_uncommitted(worktree: Path, patch_path: Path) -> bool:
-    """Write every uncommitted change (untracked files too) to `patch_path`. True if any.
+def sweep_trash(cfg: Config) -> None:
+    """Delete the worktrees a killed remover had moved away (each saved and checked first)."""
+    root = Path(cfg.settings.worktree_root)
+    for leftover in root.glob(f"{TRASH}{cfg.project}-*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
 
-    A worktree whose claimer was killed between registration and checkout has an empty
-    index: it never held anyone's work, and its "changes" would only delete every file.
-    """
-    if not git.run(["ls-files", "-z"], worktree).stdout:
+
+def is_ours(cfg: Config, path: Path) -> bool:
+    """A worktree this repository registered at `path` (a claim record may name any path)."""
+    if not is_worktree(path):
         return False
-    if not git.status_porcelain(worktree).strip():
-        return False
-    patch = git.diff_with_untracked(worktree)
-    tmp = patch_path.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(patch.encode("utf-8", "surrogateescape"))  # git's bytes, exactly
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, patch_path)
-    return True
+    real = path.resolve()
+    return any(p.resolve() == real for p in git.worktree_paths(cfg.main_checkout))
 
 
-IGNORED_FILE_LIMIT = 1 << 20  # bytes: a bigger ignored file is a build product, not notes
-IGNORED_TOTAL_LIMIT = 32 << 20
-
-
-def save_ignored(worktree: Path, archive_path: Path) -> tuple[int, list[str]]:
-    """Put the git-ignored files (a .env, notes.log...) that a patch cannot hold into a
-    tar.gz, each up to 1 MiB and 32 MiB in all, smallest first so that a few big build
-    products never crowd out notes: (files saved, paths left out, too big or unreadable)."""
-    import tarfile
-
-    listed = git.run(["ls-files", "-z", "--others", "--ignored", "--exclude-standard"], worktree)
-    sizes = {}
-    for rel in _expanded(worktree, filter(None, listed.stdout.split("\0"))):
-        try:
-            sizes[rel] = (worktree / rel).lstat().st_size
-        except OSError:
-            continue  # gone already
-    kept, skipped, total = [], [], 0
-    for rel in sorted(sizes, key=lambda r: (sizes[r], r)):
-        if sizes[rel] > IGNORED_FILE_LIMIT or total + sizes[rel] > IGNORED_TOTAL_LIMIT:
-            skipped.append(rel)
-        else:
-            kept.append(rel)
-            total += sizes[rel]
-    saved = 0
-    tmp = archive_path.with_suffix(".tmp")
-    try:
-        with open(tmp, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                for rel in sorted(kept):
-                    # Read whole before anything is written, so that a file unreadable (a
-                    # container's root-owned file) or changing size under us is left out
-                    # whole: a short member would make the rest of the archive unreadable.
-                    try:
-                        info = tar.gettarinfo(str(worktree / rel), arcname=rel)
-                        data = (worktree / rel).read_bytes() if info.isreg() else b""
-                    except OSError:
-                        skipped.append(rel)
-                        continue
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data) if info.isreg() else None)  # links stay
-                    saved += 1
-            raw.flush()
-            os.fsync(raw.fileno())
-        if saved:
-            os.replace(tmp, archive_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return saved, sorted(skipped)
-
-
-def _expanded(worktree: Path, listed: Iterable[str]) -> Iterator[str]:
-    """The files under the folders git lists whole (a nested repository is listed as
-    `vendor/lib/`), walked without following links; files and links as they are."""
-    for rel in listed:
-        if not rel.endswith("/"):
-            yield rel
-            continue
-        for root, dirs, files in os.walk(worktree / rel):  # never follows a symlink
-            here = Path(root).relative_to(worktree).as_posix()
-            links = [d for d in dirs if (Path(root) / d).is_symlink()]
-            for name in sorted(files + links):
-                yield f"{here}/{name}"
+def _failpoint(name: str) -> None:
+    """Testing aid: LANES_FAILPOINT=<name> SIGKILLs the process right here (as the pass's)."""
+    if os.environ.get("LANES_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def is_worktree(path: Path) -> bool:

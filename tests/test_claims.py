@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -315,3 +319,175 @@ def test_a_worktree_root_that_cannot_hold_lanes_is_refused(
     rc, doc = lanes_json(seed_repo, "claim", "44", "a", "--agent", "x")
     assert (rc, doc["error"]) == (2, "bad-config") and "worktree_root" in doc["message"]
     assert git(seed_repo, "branch", "--list", "lanes/44/a") == ""
+
+
+# -- release saves what is on disk, checks it, and only then removes (issue 8, case 6) ------
+
+
+def test_release_after_git_rm_cached_saves_every_file_on_disk(
+    seed_repo: Path, cfg: config.Config, tmp_path: Path
+) -> None:
+    from tests.test_saves import on_disk, restored
+
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / "src/app.py").write_text("edited\n")
+    (wt / "src/new.py").write_text("untracked\n")
+    git(wt, "rm", "-r", "-q", "--cached", ".")  # a common recipe: the index is now empty
+    before = on_disk(wt)
+    rc, doc = lanes_json(seed_repo, "release", "44", "a")
+    assert rc == 0 and doc["saved_patch"] and not wt.exists()
+    back = restored(cfg, doc["saved_patch"], doc["saved_ignored"], "lanes/44/a", tmp_path / "b")
+    assert on_disk(back) == before
+
+
+def test_release_saves_nested_repositories_whole_and_names_them(
+    seed_repo: Path, cfg: config.Config, tmp_path: Path
+) -> None:
+    from tests.test_saves import on_disk, restored
+
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / "vendor/lib").mkdir(parents=True)
+    git(wt / "vendor/lib", "init", "-q")
+    sha = commit_file(wt / "vendor/lib", "lib.py", "its own commit\n")
+    (wt / "fresh").mkdir()
+    git(wt / "fresh", "init", "-q")  # no commit at all: `git add` fails on it
+    (wt / "fresh/idea.md").write_text("uncommitted, in a repository with no commit\n")
+    before = on_disk(wt)
+    rc, doc = lanes_json(seed_repo, "release", "44", "a")
+    assert rc == 0, doc
+    assert doc["saved_nested"] == ["fresh", "vendor/lib"] and not wt.exists()
+    back = restored(cfg, doc["saved_patch"], doc["saved_ignored"], "lanes/44/a", tmp_path / "b")
+    assert on_disk(back) == before
+    assert git(back / "vendor/lib", "rev-parse", "HEAD") == sha
+
+
+def test_release_that_cannot_save_exits_1_and_removes_nothing(
+    seed_repo: Path, cfg: config.Config
+) -> None:
+    from tests.test_saves import on_disk, scratch_left
+
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    git(wt, "switch", "-q", "--detach")
+    commit_file(wt, "src/detached.py", "a commit only this HEAD holds\n")
+    (wt / "src/app.py").write_text("edited\n")
+    before = on_disk(wt)
+    proc = run_lanes(seed_repo, "release", "44", "a", "--json")
+    doc = json.loads(proc.stdout)
+    assert (proc.returncode, doc["error"]) == (1, "save-failed")
+    assert "nothing was removed" in doc["message"] and "save-failed" in proc.stderr
+    assert on_disk(wt) == before and state.lane_state(cfg, "44", "a") == "claimed"
+    assert scratch_left(cfg.claim_dir("44", "a")) == []
+
+
+def test_release_whose_worktree_changes_during_the_save_is_refused_keeping_the_copy(
+    seed_repo: Path, cfg: config.Config
+) -> None:
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / "src/app.py").write_text("edited\n")
+    spool = wt / "spool"
+    spool.mkdir()
+    writer = subprocess.Popen(  # an agent still writing files while its lane is released
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, sys, time\n"
+            "for i in range(100000):\n"
+            "    (pathlib.Path(sys.argv[1]) / f'{i}.txt').write_text(str(i))\n"
+            "    time.sleep(0.002)\n",
+            str(spool),
+        ]
+    )
+    try:
+        while not list(spool.iterdir()):
+            time.sleep(0.01)
+        proc = run_lanes(seed_repo, "release", "44", "a", "--json")
+    finally:
+        writer.kill()
+        writer.wait()
+    doc = json.loads(proc.stdout)
+    assert (proc.returncode, doc["error"]) == (1, "save-check-failed"), doc
+    assert "on disk, not in the save" in doc["message"]
+    partial = [Path(p) for p in doc["partial_save"]]
+    assert [p.name for p in partial] == ["release-uncommitted.unverified.patch"]
+    assert partial[0].is_file() and "+edited" in partial[0].read_text()
+    assert (wt / "src/app.py").read_text() == "edited\n" and (spool / "0.txt").is_file()
+    assert state.lane_state(cfg, "44", "a") == "claimed"
+    rc, doc = lanes_json(seed_repo, "release", "44", "a")  # once it is quiet: released
+    assert rc == 0 and doc["saved_patch"]
+    assert not list(Path(doc["archived_to"]).glob("*.unverified.*"))
+
+
+def _dirty_lane(cfg: config.Config, lane: str) -> Path:
+    """A lane with every kind of work: committed, edited, untracked, ignored, nested."""
+    wt = Path(claims.claim(cfg, "44", lane, "agent-1").worktree)
+    commit_file(wt, "src/committed.py", "c = 1\n")
+    (wt / ".gitignore").write_text("*.log\n")
+    (wt / "src/app.py").write_text("edited\n")
+    (wt / "src/untracked.py").write_text("u = 1\n")
+    (wt / "notes.log").write_text("ignored notes\n")
+    (wt / "vendor/lib").mkdir(parents=True)
+    git(wt / "vendor/lib", "init", "-q")
+    commit_file(wt / "vendor/lib", "lib.py", "nested\n")
+    return wt
+
+
+@pytest.mark.parametrize("point", ["save-written", "save-checked", "worktree-moved"])
+def test_release_killed_at_each_step_loses_nothing_and_finishes_when_run_again(
+    seed_repo: Path, cfg: config.Config, worktree_root: Path, tmp_path: Path, point: str
+) -> None:
+    from tests.test_saves import on_disk, restored, scratch_left
+
+    wt = _dirty_lane(cfg, "a")
+    before = on_disk(wt)
+    killed = run_lanes(seed_repo, "release", "44", "a", "--json", env={"LANES_FAILPOINT": point})
+    assert killed.returncode == -signal.SIGKILL
+    assert state.lane_state(cfg, "44", "a") == "claimed"
+    if point == "worktree-moved":  # gone from its path in one rename, never half there
+        assert not wt.exists() and len(list(worktree_root.glob(".lanes-trash-*"))) == 1
+    else:
+        assert on_disk(wt) == before
+
+    rc, doc = lanes_json(seed_repo, "release", "44", "a")
+    assert rc == 0, doc
+    back = restored(cfg, doc["saved_patch"], doc["saved_ignored"], "lanes/44/a", tmp_path / "b")
+    assert on_disk(back) == before
+    assert scratch_left(Path(doc["archived_to"])) == []
+    assert lanes_json(seed_repo, "gc")[0] == 0
+    assert not list(worktree_root.glob(".lanes-trash-*"))
+    assert lanes_json(seed_repo, "ledger", "verify", "44")[0] == 0
+
+
+@pytest.mark.slow
+def test_release_killed_at_random_instants_loses_nothing(
+    seed_repo: Path, cfg: config.Config, tmp_path: Path
+) -> None:
+    from tests.test_saves import on_disk, restored
+
+    rng = random.Random(20261201)
+    for round_ in range(8):
+        lane = f"k{round_}"
+        wt = _dirty_lane(cfg, lane)
+        before = on_disk(wt)
+        proc = subprocess.Popen(
+            [*LANES, "release", "44", lane, "--json"],
+            cwd=seed_repo,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.1, 0.4))  # a release here takes about 0.3 s
+        proc.kill()
+        proc.wait()
+        if wt.exists():
+            assert on_disk(wt) == before, round_  # whole, or gone in one rename
+        if state.lane_state(cfg, "44", lane) == "claimed":
+            assert lanes_json(seed_repo, "release", "44", lane)[0] == 0, round_
+        row = [e for e in claims.ledger(cfg, "44").events() if e.lane == lane][-1]
+        assert row.event == "release"
+        back = restored(
+            cfg,
+            row.details["saved_patch"],
+            row.details["saved_ignored"],
+            f"lanes/44/{lane}",
+            tmp_path / lane,
+        )
+        assert on_disk(back) == before, round_

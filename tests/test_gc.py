@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from integrator import integrate
-from lanes import claims, config, gc, state, submit, worktrees
+from lanes import claims, config, gc, saves, state, submit
 from tests.conftest import LANES, commit_file, git, lanes_json, snapshot
 
 
@@ -133,7 +134,7 @@ def test_git_ignored_files_are_saved_too_except_big_ones(
     (wt / "notes.log").write_text("important\n")
     (wt / ".env").write_text("TOKEN=x\n")
     (wt / "build").mkdir()
-    (wt / "build/huge.bin").write_bytes(b"\0" * (worktrees.IGNORED_FILE_LIMIT + 1))
+    (wt / "build/huge.bin").write_bytes(b"\0" * (saves.IGNORED_FILE_LIMIT + 1))
     os.symlink("/etc/passwd", wt / "build/link")  # kept as a link, never followed
     _stale(cfg, "44", "a")
 
@@ -235,7 +236,7 @@ def test_release_and_gc_racing_for_a_stale_lane_lose_nothing(
 def test_small_ignored_files_are_kept_first_and_every_left_out_one_counted(
     cfg: config.Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worktrees, "IGNORED_TOTAL_LIMIT", 10_000)
+    monkeypatch.setattr(saves, "IGNORED_TOTAL_LIMIT", 10_000)
     wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
     (wt / ".gitignore").write_text("node_modules/\nnotes.txt\n")
     (wt / "node_modules").mkdir()
@@ -267,3 +268,79 @@ def test_a_lane_submitted_after_gc_read_the_ledger_is_not_reaped(
     monkeypatch.setattr(gc, "state", early)
     assert gc.gc(cfg).actions == []
     assert state.lane_state(cfg, "44", "a") == "submitted"
+
+
+# -- gc saves what is on disk, checks it, and goes on past a lane it cannot save ------------
+
+
+def test_gc_reaps_a_lane_whose_index_was_emptied_saving_every_file(
+    seed_repo: Path, cfg: config.Config, tmp_path: Path
+) -> None:
+    from tests.test_saves import on_disk, restored
+
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / "src/app.py").write_text("edited\n")
+    (wt / "data.csv").write_text("1,2\n")
+    git(wt, "rm", "-r", "-q", "--cached", ".")
+    _stale(cfg, "44", "a")
+    before = on_disk(wt)
+    rc, doc = lanes_json(seed_repo, "gc")
+    assert rc == 0 and [a["action"] for a in doc["actions"]] == ["reap"]
+    reap = doc["actions"][0]
+    assert reap["saved_patch"] and not wt.exists()
+    back = restored(cfg, reap["saved_patch"], reap["saved_ignored"], "lanes/44/a", tmp_path / "b")
+    assert on_disk(back) == before
+
+
+def test_gc_goes_on_past_a_lane_it_cannot_save_and_names_it(
+    seed_repo: Path, cfg: config.Config
+) -> None:
+    stuck = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    git(stuck, "switch", "-q", "--detach")
+    commit_file(stuck, "src/only-here.py", "on no branch\n")
+    nested = Path(claims.claim(cfg, "44", "b", "agent-2").worktree)
+    (nested / "scratch").mkdir()
+    git(nested / "scratch", "init", "-q")  # stopped the old gc at this lane
+    (nested / "scratch/idea.md").write_text("mine\n")
+    plain = Path(claims.claim(cfg, "44", "c", "agent-3").worktree)
+    (plain / "src/app.py").write_text("edited\n")
+    for lane in "abc":
+        _stale(cfg, "44", lane)
+    before = snapshot(stuck, skip=())
+
+    proc = subprocess.run([*LANES, "gc", "--json"], cwd=seed_repo, capture_output=True, text=True)
+
+    doc = json.loads(proc.stdout)
+    assert (proc.returncode, doc["error"]) == (1, "gc-incomplete")
+    assert [(f["lane"], f["error"]) for f in doc["failed"]] == [("a", "save-failed")]
+    assert "on no branch" in doc["failed"][0]["message"] and "44/a" in doc["message"]
+    assert [(a["lane"], a["action"]) for a in doc["actions"]] == [("b", "reap"), ("c", "reap")]
+    assert doc["actions"][0]["saved_nested"] == ["scratch"]
+    with tarfile.open(doc["actions"][0]["saved_ignored"]) as tar:
+        assert {"scratch/idea.md", "scratch/.git/HEAD"} <= set(tar.getnames())
+    assert not nested.exists() and not plain.exists()
+    assert snapshot(stuck, skip=()) == before  # left exactly as it was, still claimed
+    assert state.lane_state(cfg, "44", "a") == "claimed"
+
+
+def test_gc_killed_while_removing_a_worktree_finishes_on_its_next_run(
+    seed_repo: Path, cfg: config.Config, worktree_root: Path, tmp_path: Path
+) -> None:
+    from tests.test_saves import on_disk, restored
+
+    wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
+    (wt / "src/app.py").write_text("edited\n")
+    _stale(cfg, "44", "a")
+    before = on_disk(wt)
+    env = {**os.environ, "LANES_FAILPOINT": "worktree-moved"}
+    killed = subprocess.run([*LANES, "gc", "--json"], cwd=seed_repo, env=env, capture_output=True)
+    assert killed.returncode == -9 and not wt.exists()
+    assert state.lane_state(cfg, "44", "a") == "claimed"
+
+    rc, doc = lanes_json(seed_repo, "gc")
+    assert rc == 0 and [a["action"] for a in doc["actions"]] == ["reap"]
+    reap = doc["actions"][0]
+    assert reap["worktree_vanished"] and reap["saved_patch"]  # the save made before the kill
+    assert not list(worktree_root.glob(".lanes-trash-*"))
+    back = restored(cfg, reap["saved_patch"], reap["saved_ignored"], "lanes/44/a", tmp_path / "b")
+    assert on_disk(back) == before

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
-from lanes import claims, git, guard
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lanes import claims, config, git, guard
 from lanes.config import Config
+from lanes.surfaces import protected
 from tests.conftest import commit_file
 from tests.conftest import git as run_git
 
@@ -122,3 +128,103 @@ def test_what_a_merge_brings_is_judged_by_the_commit_that_brought_it(cfg: Config
     assert [sha for sha, _ in found["pyproject.toml"].commits] == [side]
     assert evil in [sha for sha, _ in found["server.json"].commits]
     assert evil not in git.commits_to_replay(repo, "main", "lanes/44/a")
+
+
+# -- what is protected, and its look-alikes (lanes/surfaces/protected.py) -----------------
+
+_FILES = {
+    "server.json": protected.Rule("version", "v"),
+    ".github/workflows/deploy.yml": protected.Rule("deploy", "d"),
+    "lanes.toml": protected.Rule("config", "c"),
+    "donn\u00e9es/caf\u00e9.json": protected.Rule("protected", "p"),  # NFD on macOS
+}
+_INBOX = "tools/offline/_inbox"
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("server.json", "version"),
+        ("Server.JSON", "version"),
+        ("server.json  ", "version"),
+        ("server.json..", "version"),
+        ("ser\u200dver.json", "version"),
+        (".github", "deploy"),  # a file or link where the folder holding it is
+        (".GitHub/workflows", "deploy"),
+        (".github/workflows/deploy.yml/x", None),  # cannot exist beside the file itself
+        ("tools/offline/_inbox/44/AGENT_LEDGER.md", "inbox"),
+        ("tools/offline/_inbox", "inbox"),
+        ("tools", "inbox"),
+        ("Tools/Offline/_Inbox/44/a/claim.json", "inbox"),
+        ("tools/offline/_inbox.md", None),
+        ("tools/offline/other.txt", None),
+        (".gitattributes", "attributes"),
+        ("a/b/c/.gitattributes", "attributes"),
+        ("a/.GITATTRIBUTES.", "attributes"),
+        ("a/.gitattributes.bak", None),
+        ("src/app.py", None),
+        ("PyProject.toml", "config"),  # a look-alike of the file [tool.lanes] lives in
+        ("pyproject.toml", None),  # its own changes are judged by content
+        ("ops/x.sh", "protected"),
+        ("OPS/x.sh", "protected"),
+        ("secrets", "protected"),  # where a folder holding a protected file is
+    ],
+)
+def test_what_match_refuses(path: str, kind: str | None) -> None:
+    lookalikes = {"pyproject.toml": protected.Rule("config", "t")}
+    rule = protected.match(path, _FILES, _INBOX, ["ops/*", "secrets/key.pem"], lookalikes)
+    assert (rule.kind if rule else None) == kind
+
+
+@given(
+    st.sampled_from(sorted(_FILES)),
+    st.lists(st.booleans(), min_size=40, max_size=40),
+    st.text(alphabet=" .\u200c\u200d\ufeff", max_size=3),
+    st.sampled_from(["NFC", "NFD"]),
+)
+def test_no_spelling_of_a_protected_file_gets_past(
+    target: str, upper: list[bool], tail: str, form: str
+) -> None:
+    """Case, trailing spaces and dots, ignorable code points, Unicode form: one file on the
+    filesystems that would check the look-alike out over the real one."""
+    spelled = "".join(c.upper() if up else c for c, up in zip(target, upper, strict=False))
+    spelled = unicodedata.normalize(form, spelled + tail)
+    rule = protected.match(spelled, _FILES, _INBOX, [])
+    assert rule is not None and rule == _FILES[target]
+
+
+def test_a_commit_that_changes_tool_lanes_is_named_with_it(cfg: Config) -> None:
+    repo = cfg.main_checkout
+    text = (repo / "pyproject.toml").read_text()
+    commit_file(repo, "pyproject.toml", text.replace('"pyproject.toml", ', ""), "ops: version")
+    cfg = config.load(repo)
+    wt = _lane(cfg, "a")
+    mine = (wt / "pyproject.toml").read_text()
+    doc = commit_file(wt, "pyproject.toml", mine.replace("jpcite API", "The API"), "a: doc")
+    rules = commit_file(
+        wt, "pyproject.toml", (wt / "pyproject.toml").read_text() + "\n[tool.lanes.x]\n", "a: x"
+    )
+    assert guard.touching_commits(cfg, "main", "lanes/44/a") == [
+        guard.Touch(rules, "a: x", ["pyproject.toml"])
+    ]
+    [found] = guard.branch_violations(cfg, "lanes/44/a")
+    assert (found.surface, found.commits) == ("config", ((rules, "a: x"),))
+    assert doc not in guard.describe(found)
+
+
+def test_unlandable_names_merges_and_orphans(cfg: Config) -> None:
+    repo = cfg.main_checkout
+    wt = _lane(cfg, "a")
+    commit_file(wt, "src/a.py", "a = 1\n", "a: work")
+    assert guard.unlandable(cfg, "main", "lanes/44/a", "lanes/44/a") is None
+    commit_file(repo, "src/m.py", "m = 1\n", "main: moved")
+    run_git(wt, "merge", "-q", "--no-edit", "main")
+    merge = run_git(wt, "rev-parse", "HEAD")
+    found = guard.unlandable(cfg, "main", "lanes/44/a", "lanes/44/a")
+    assert found is not None and found.code == "lane-has-merge"
+    assert [sha for sha, _ in found.commits] == [merge]
+    run_git(wt, "checkout", "-q", "--orphan", "o")
+    run_git(wt, "commit", "-q", "-m", "o: everything again")
+    found = guard.unlandable(cfg, "main", "o", "o")
+    assert found is not None and found.code == "orphan-branch"
+    assert guard.unlandable(cfg, "main", "no-such-branch", "x") is None

@@ -639,3 +639,54 @@ def test_cli_verify_of_a_wave_whose_file_was_deleted_is_broken(
     cfg.ledger_path("44").unlink()
     proc = run_lanes(seed_repo, "ledger", "verify", "44", "--json")
     assert proc.returncode == 4 and json.loads(proc.stdout)["error"] == "ledger-broken"
+
+
+# -- the anchor is never moved over damage; what a stopped append leaves is mended ----------
+
+
+def test_an_append_never_hides_a_cut_tail_from_verify(six: Ledger) -> None:
+    """Before, the next append wrote its own anchor over the one that proved the cut, and
+    verify passed again."""
+    write_rows(six, rows_of(six)[: index_of(5)])  # rows 5 and 6 cut off
+    assert not six.verify().ok
+    ev = six.append("submit", "lane-7", "a")
+    assert any("does not match its anchor" in w for w in ev.warnings)
+    report = six.verify()
+    assert not report.ok and "cut off" in report.reason
+    assert six.anchor() is not None and six.anchor()[0] == 6
+
+
+def test_an_append_never_hides_a_rewritten_tail_or_a_deleted_anchor(six: Ledger) -> None:
+    lines = rows_of(six)
+    lines[index_of(6)] = lines[index_of(6)].replace('"n":6', '"n":66')
+    write_rows(six, rechain(lines))
+    six.append("submit", "lane-7", "a")
+    assert not six.verify().ok
+    six.anchor_path.unlink()
+    six.append("submit", "lane-8", "a")
+    assert not six.anchor_path.exists() and "anchor is missing" in six.verify().reason
+
+
+def test_an_anchor_left_behind_by_a_killed_append_is_brought_forward_with_its_temp_gone(
+    six: Ledger,
+) -> None:
+    anchor = six.anchor_path.read_bytes()
+    six.append("submit", "lane-7", "a")
+    six.anchor_path.write_bytes(anchor)  # killed after its row, with its temp file left
+    leftover = six.anchor_path.with_name(six.anchor_path.name + ".tmp99999")
+    leftover.write_text("7 0000\n")
+    ev = six.append("release", "lane-7", "a")
+    assert ev.warnings == () and six.anchor() == (8, ev.chain)
+    assert not leftover.exists() and six.verify().ok
+
+
+def test_an_anchor_behind_a_row_that_does_not_chain_is_not_brought_forward(six: Ledger) -> None:
+    """One row past the anchor is tolerated only when it chains from the anchored row."""
+    lines, anchor = rows_of(six), six.anchor_path.read_bytes()
+    six.append("submit", "lane-7", "a")
+    six.anchor_path.write_bytes(anchor)  # as if killed before its anchor
+    forged = rows_of(six)[-1].replace("lane-7", "lane-x")  # its chain cell no longer fits
+    write_rows(six, [*lines, forged])
+    six.append("release", "lane-7", "a")
+    assert six.anchor() is not None and six.anchor()[0] == 6
+    assert not six.verify().ok

@@ -209,6 +209,8 @@ def status(
 
 
 def _lanes_table(wave: str | None, rows: list[LaneStatus]) -> None:
+    from rich.markup import escape
+
     table(
         "lanes" + (f" in wave {wave}" if wave else ""),
         [
@@ -229,7 +231,8 @@ def _lanes_table(wave: str | None, rows: list[LaneStatus]) -> None:
                 r.agent,
                 r.state
                 + (" (stale)" if r.stale else "")
-                + (f" ({r.bounce_reason})" if r.bounce_reason else ""),
+                + (f" ({r.bounce_reason})" if r.bounce_reason else "")
+                + "".join(f"\n[yellow]! {escape(p)}[/]" for p in r.problems),
                 ago(r.age_seconds),
                 ago(r.heartbeat_age_seconds),
                 str(r.commits_ahead),
