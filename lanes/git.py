@@ -161,18 +161,8 @@ def delete_branch(repo: Path, branch: str) -> bool:
     return run(["branch", "-D", branch], repo, check=False).returncode == 0
 
 
-def status_porcelain(worktree: Path) -> str:
-    return run(["status", "--porcelain", "--untracked-files=all"], worktree).stdout
 
 
-def diff_with_untracked(worktree: Path) -> str:
-    """A binary patch of every uncommitted change against HEAD, untracked files included.
-
-    Untracked files are marked intent-to-add so `git diff HEAD` shows their content; the
-    index change is harmless because the worktree is about to be removed.
-    """
-    run(["add", "--intent-to-add", "--all"], worktree)
-    return run(["diff", "--binary", "HEAD"], worktree).stdout
 
 
 def commits_ahead(repo: Path, base: str, tip: str) -> int:
@@ -589,3 +579,111 @@ def update_ref(repo: Path, ref: str, new: str, old: str, message: str) -> GitRes
     """`update_ref_cas` keeping git's answer: when it fails, stderr says why (a hook's
     output and "ref updates aborted by hook", or the lock file it could not create)."""
     return run(["update-ref", "-m", message, ref, new, old], repo, check=False)
+
+
+# -- the remote lanes coordinates through (lanes/coord/remote.py) --
+# Every call names the remote; none writes a local ref or FETCH_HEAD (many lanes commands
+# run at once in one clone, and would fight over them): objects are fetched by id.
+
+_QUIET = ["-c", "protocol.version=2", "-c", "gc.auto=0", "-c", "maintenance.auto=false"]
+
+
+def remote_url(repo: Path, remote: str) -> str | None:
+    """The URL of the remote `remote`, or None when the repository has no such remote."""
+    res = run(["remote", "get-url", "--", remote], repo, check=False)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def ls_remote(
+    repo: Path, remote: str, patterns: Sequence[str]
+) -> tuple[dict[str, str] | None, str]:
+    """{ref: sha} of the remote's refs matching `patterns` (as the server has them now), or
+    (None, git's message) when it cannot be asked."""
+    res = run([*_QUIET, "ls-remote", "--", remote, *patterns], repo, check=False)
+    if res.returncode != 0:
+        return None, res.stderr.strip() or res.stdout.strip()
+    found: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref and not ref.endswith("^{}"):
+            found[ref] = sha
+    return found, ""
+
+
+def missing_objects(repo: Path, shas: Sequence[str]) -> list[str]:
+    """Those of `shas` this repository does not have (one `cat-file --batch-check`)."""
+    if not shas:
+        return []
+    res = run(["cat-file", "--batch-check"], repo, input="".join(f"{s}\n" for s in shas))
+    return [line.split()[0] for line in res.stdout.splitlines() if line.endswith(" missing")]
+
+
+def fetch_objects(repo: Path, remote: str, shas: Sequence[str]) -> GitResult:
+    """Fetch the commits `shas` (and what they reach) without writing any ref."""
+    args = [*_QUIET, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", remote]
+    return run([*args, *shas], repo, check=False)
+
+
+def push_atomic(
+    repo: Path, remote: str, updates: Sequence[tuple[str, str, str | None]]
+) -> GitResult:
+    """One atomic push of `updates` (src, dst ref, the exact sha the remote must hold there
+    now, "" for absent, None for no lease), all or nothing; `--porcelain` answers per ref."""
+    args = [*_QUIET, "push", "--atomic", "--porcelain", "--no-verify", "--quiet"]
+    for _, dst, old in updates:
+        if old is not None:
+            args.append(f"--force-with-lease={dst}:{old}")
+    args += [
+        "--",
+        remote,
+        *(f"{'+' if old is None else ''}{src}:{dst}" for src, dst, old in updates),
+    ]
+    return run(args, repo, check=False)
+
+
+def write_tree_of(repo: Path, files: dict[str, bytes]) -> str:
+    """A tree holding `files` ({path: content}, paths with "/" make folders), written to the
+    object store; no index or worktree is touched."""
+    blobs: dict[str, str] = {}
+    for path, data in files.items():
+        code, sha, err = _run_bytes(["hash-object", "-w", "--stdin"], repo, data)
+        if code != 0:
+            raise OperationalError("git-failed", f"git hash-object failed: {err}", hint="")
+        blobs[path] = sha.decode().strip()
+
+    def tree(prefix: str) -> str:
+        entries, folders = [], set()
+        for path, sha in blobs.items():
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix) :]
+            if "/" in rest:
+                folders.add(rest.split("/", 1)[0])
+            else:
+                entries.append(f"100644 blob {sha}\t{rest}")
+        for folder in sorted(folders):
+            entries.append(f"040000 tree {tree(prefix + folder + '/')}\t{folder}")
+        return run(["mktree"], repo, input="".join(e + "\n" for e in entries)).stdout.strip()
+
+    return tree("")
+
+
+def commit_log(repo: Path, tip: str) -> list[tuple[str, list[str], int, str]]:
+    """(sha, parents, committer time, message) of every commit reachable from `tip`, oldest
+    first."""
+    res = run(["log", "--reverse", "--format=%H%x00%P%x00%ct%x00%B%x1e", tip, "--"], repo)
+    found = []
+    for chunk in res.stdout.split("\x1e"):
+        chunk = chunk.lstrip("\n")
+        if not chunk:
+            continue
+        sha, parents, when, message = chunk.split("\0", 3)
+        found.append((sha, parents.split(), int(when), message))
+    return found
+
+
+def commit_info(repo: Path, sha: str) -> tuple[list[str], int, str]:
+    """(parents, committer time, message) of one commit."""
+    res = run(["log", "-1", "--format=%P%x00%ct%x00%B", sha, "--"], repo)
+    parents, when, message = res.stdout.split("\0", 2)
+    return parents.split(), int(when), message
