@@ -266,3 +266,28 @@ def test_the_gate_fails_a_deploy_workflow_without_jobs(postmortem: Path) -> None
     assert report.failed == ["deploy-chain"]
     chain = next(c for c in report.checks if c.name == "deploy-chain")
     assert "defines no jobs" in chain.detail
+
+
+@pytest.mark.parametrize(
+    ("written", "path"),
+    [
+        ('[version]\nfiles = ["./server.json", "pyproject.toml"]\n', "server.json"),
+        ('[manifest]\npath = "scripts//migrations/autonomath_boot_manifest.txt"\n', MANIFEST),
+        ('[deploy]\nworkflow = "./.github/workflows/deploy.yml"\n', ".github/workflows/deploy.yml"),
+    ],
+)
+def test_configured_paths_are_compared_as_git_writes_them(
+    tmp_path: Path, worktree_root: Path, written: str, path: str
+) -> None:
+    """`./server.json` never matched git's `server.json`, so the guard was off (issue 8,
+    case 5): the configuration's paths are normalised."""
+    repo = scaffold.make_seed_repo(tmp_path / "jpcite", worktree_root)
+    (repo / "lanes.toml").write_text(f'worktree_root = "{worktree_root}"\n{written}', "utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "lanes: configuration")
+    rc, doc = lanes_json(repo, "claim", "45", "n", "--agent", "bot")
+    wt = Path(doc["worktree"])
+    commit_file(wt, path, (wt / path).read_text(encoding="utf-8") + "\n")
+    rc, doc = lanes_json(wt, "submit")
+    assert (rc, doc["error"]) == (4, "touches-contended-surface")
+    assert [f["path"] for f in doc["files"]] == [path]
