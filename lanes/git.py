@@ -203,28 +203,8 @@ def _text_of(args: Sequence[str], cwd: Path) -> str:
 
 def read_blobs(repo: Path, rev: str, paths: Sequence[str]) -> dict[str, bytes | None]:
     """The content of each path in `rev`'s tree; None when it is missing or not a file."""
-    found: dict[str, bytes | None] = {p: None for p in paths if "\n" in p}  # unaskable
-    paths = [p for p in paths if p not in found]
-    if not paths:
-        return found
-    request = "".join(f"{rev}:{p}\n" for p in paths).encode()
-    code, data, err = _run_bytes(["cat-file", "--batch"], repo, request)
-    if code != 0:
-        raise OperationalError(
-            "git-failed", f"git cat-file --batch failed: {err}", hint="see git fsck"
-        )
-    pos = 0
-    for path in paths:
-        end = data.index(b"\n", pos)
-        header = data[pos:end].split()
-        pos = end + 1
-        if len(header) == 3 and header[1] in (b"blob", b"tree", b"commit", b"tag"):
-            size = int(header[2])
-            found[path] = data[pos : pos + size] if header[1] == b"blob" else None
-            pos += size + 1
-        else:  # "<object> missing" or "ambiguous"
-            found[path] = None
-    return found
+    unique = list(dict.fromkeys(paths))
+    return dict(zip(unique, blobs_at(repo, [f"{rev}:{p}" for p in unique]), strict=True))
 
 
 def list_files(repo: Path, rev: str, directory: str) -> list[str] | None:
@@ -687,3 +667,11 @@ def commit_info(repo: Path, sha: str) -> tuple[list[str], int, str]:
     res = run(["log", "-1", "--format=%P%x00%ct%x00%B", sha, "--"], repo)
     parents, when, message = res.stdout.split("\0", 2)
     return parents.split(), int(when), message
+
+
+def commit_times(repo: Path, shas: Sequence[str]) -> dict[str, int]:
+    """{sha: committer time} of the commits `shas`, in one process."""
+    if not shas:
+        return {}
+    res = run(["log", "--no-walk=unsorted", "--format=%H %ct", *shas, "--"], repo)
+    return {sha: int(when) for sha, when in (line.split() for line in res.stdout.splitlines())}
