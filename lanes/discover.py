@@ -37,8 +37,18 @@ Reader = Callable[[list[str]], dict[str, str | None]]
 
 
 @dataclass(frozen=True)
-class ManifestSurface:
+class _Found:
+    """One surface as resolved: its status, and whether lanes guards and checks it."""
+
     status: Status
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+@dataclass(frozen=True)
+class ManifestSurface(_Found):
     path: str = ""
     entries_dir: str = ""
     required: RequiredSpec | None = None
@@ -47,33 +57,19 @@ class ManifestSurface:
     candidates: tuple[str, ...] = ()
     origin: str = ""
 
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
 
 @dataclass(frozen=True)
-class VersionSurface:
-    status: Status
+class VersionSurface(_Found):
     files: tuple[str, ...] = ()
     unreadable: tuple[tuple[str, str], ...] = ()  # (file, why it holds no version we read)
     origin: str = ""
 
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
 
 @dataclass(frozen=True)
-class DeploySurface:
-    status: Status
+class DeploySurface(_Found):
     workflow: str = ""
     candidates: tuple[str, ...] = ()
     origin: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
 
 
 @dataclass(frozen=True)
