@@ -178,9 +178,19 @@ def _manifest_checks(cfg: Config, tree: _Tree, m: ManifestSurface) -> list[Check
     names = ("manifest-required", "manifest-entries-exist")
     if m.status == "off":
         return [_not_checked(n, "off", f"switched off: {m.origin}") for n in names]
-    if m.status == "none":
+    if m.status == "none" and m.required_status in ("none", "off"):
         why = f"this repository has no boot manifest ({m.origin})"
         return [_not_checked(n, "none", why) for n in names]
+    if m.status == "none":  # a schema guard requires migrations, and no manifest allows them
+        return [
+            _fail(
+                names[0],
+                f"no boot manifest was found ({m.origin}), but {m.required_origin}: every "
+                "migration it requires is missing at boot (RC3); restore the manifest, or "
+                "name it in [manifest] path",
+            ),
+            _not_checked(names[1], "none", f"no boot manifest ({m.origin})"),
+        ]
     if m.status == "ambiguous":
         return [_fail(n, f"which manifest to check is not known: {m.origin}") for n in names]
     text = tree.text(m.path)
@@ -195,6 +205,10 @@ def _required_check(
     cfg: Config, tree: _Tree, m: ManifestSurface, entries: list[str] | None
 ) -> Check:
     name, spec, manifest = "manifest-required", m.required, m.path
+    if m.required_status == "ambiguous":
+        return _fail(
+            name, f"which required-migrations list to check is not known: {m.required_origin}"
+        )
     if spec is None:
         return _not_checked(
             name,

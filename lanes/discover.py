@@ -54,6 +54,7 @@ class ManifestSurface(_Found):
     required: RequiredSpec | None = None
     required_status: Status = "none"
     required_origin: str = ""
+    required_candidates: tuple[RequiredSpec, ...] = ()  # when several lists fit
     candidates: tuple[str, ...] = ()
     origin: str = ""
 
@@ -70,6 +71,9 @@ class DeploySurface(_Found):
     workflow: str = ""
     candidates: tuple[str, ...] = ()
     origin: str = ""
+    # Workflows that also looked like a deploy but scored lower: not dispatched, but
+    # guarded (a lane may not edit what may well deploy) and named, never passed over.
+    runners_up: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Surfaces:
             paths.append(d.workflow)
         elif d.status == "ambiguous":
             paths += d.candidates
+        paths += d.runners_up
         return list(dict.fromkeys(paths))
 
     def describe(self) -> list[dict[str, object]]:
@@ -116,9 +121,9 @@ class Surfaces:
             _row("manifest", m.status, [m.path] if m.path else list(m.candidates), m.origin),
             _row(
                 "required",
-                m.required_status if m.active else "none",
-                [str(m.required)] if m.required else [],
-                m.required_origin if m.active else "no manifest",
+                m.required_status,
+                [str(m.required)] if m.required else [str(c) for c in m.required_candidates],
+                m.required_origin,
             ),
             _row("version", v.status, list(v.files), v.origin),
             _row("deploy", d.status, [d.workflow] if d.workflow else list(d.candidates), d.origin),
@@ -140,24 +145,39 @@ def resolve(cfg: Config) -> Surfaces:
     on `main`'s committed tree (on the checkout's files when `main` has no commit yet)."""
     from lanes import git
 
-    repo = cfg.main_checkout
-    head = git.rev_parse(repo, cfg.main)
-    read: Reader
-    if head is not None:
-        paths = git.tree_paths(repo, head)
-
-        def read_main(wanted: list[str]) -> dict[str, str | None]:
-            blobs = git.read_blobs(repo, head, wanted)
-            return {p: _decode(b) for p, b in blobs.items()}
-
-        read = read_main
-
-        source = f"{cfg.main} {head[:12]}"
-    else:
-        paths = git.worktree_files(repo)
-        read = _disk_reader(cfg)
+    head = git.rev_parse(cfg.main_checkout, cfg.main)
+    if head is None:
+        paths = git.worktree_files(cfg.main_checkout)
         source = "the main checkout (main has no commit yet)"
-    return resolve_settings(cfg.settings, paths, read, source)
+        return resolve_settings(cfg.settings, paths, _disk_reader(cfg), source)
+    return resolve_at(cfg, head, f"{cfg.main} {head[:12]}")
+
+
+def resolve_at(cfg: Config, commit: str, source: str) -> Surfaces:
+    """The surfaces as they would be with `commit` as main (the guard asks it of a lane's
+    tip: a lane may not change what lanes discovers)."""
+    from lanes import git
+
+    repo = cfg.main_checkout
+
+    def read(wanted: list[str]) -> dict[str, str | None]:
+        return {p: _decode(b) for p, b in git.read_blobs(repo, commit, wanted).items()}
+
+    return resolve_settings(cfg.settings, git.tree_paths(repo, commit), read, source)
+
+
+def watched(s: Surfaces) -> dict[str, str]:
+    """What discovery settled, path by path (a surface's files, candidates, required lists),
+    to tell whether a branch would change it."""
+    m, v, d = s.manifest, s.version, s.deploy
+    found = {p: f"manifest {m.status}" for p in (m.path, *m.candidates) if p}
+    for spec in (m.required, *m.required_candidates):
+        if spec is not None:
+            found[str(spec)] = f"required list {m.required_status}"
+    found.update({p: f"version {v.status}" for p in v.files})
+    found.update({p: f"deploy {d.status}" for p in (d.workflow, *d.candidates) if p})
+    found.update({p: "deploy runner-up" for p in d.runners_up})
+    return found
 
 
 def resolve_on_disk(cfg: Config) -> Surfaces:
@@ -221,7 +241,11 @@ def _manifest(settings: Settings, paths: list[str], read: Reader) -> ManifestSur
     else:
         found = [p for p in paths if _MANIFEST.search(p)]
         if not found:
-            return ManifestSurface("none", origin="no *manifest*.txt in a migrations folder")
+            # A schema guard that requires migrations without a manifest to allow them is
+            # the RC3 outage itself (a manifest deleted or renamed on main): its list is
+            # still found, and the gate fails on it.
+            none = ManifestSurface("none", origin="no *manifest*.txt in a migrations folder")
+            return _discover_required(none, paths, read, "")
         if len(found) > 1:
             return ManifestSurface(
                 "ambiguous",
@@ -239,13 +263,30 @@ def _manifest(settings: Settings, paths: list[str], read: Reader) -> ManifestSur
             return _with_required(surface, None, "none", "[manifest] required is empty")
         spec = required_mod.parse_spec(written.required)
         return _with_required(surface, spec, "configured", "[manifest] required")
-    found_spec = find_required(paths, read, entries_dir)
-    if found_spec is None:
+    return _discover_required(surface, paths, read, entries_dir)
+
+
+def _discover_required(
+    surface: ManifestSurface, paths: list[str], read: Reader, near: str
+) -> ManifestSurface:
+    from dataclasses import replace
+
+    found = find_required_all(paths, read, near)
+    if not found:
         return _with_required(
             surface, None, "none", "no list named like *REQUIRED*MIGRATION* was found"
         )
+    if len(found) > 1:  # never settled silently: a lane adding a look-alike list could move it
+        listed = ", ".join(map(str, found))
+        ambiguous = _with_required(
+            surface,
+            None,
+            "ambiguous",
+            f"{len(found)} lists fit: {listed}; name one in [manifest] required",
+        )
+        return replace(ambiguous, required_candidates=tuple(found))
     return _with_required(
-        surface, found_spec, "discovered", f"the list {found_spec.name} in {found_spec.file}"
+        surface, found[0], "discovered", f"the list {found[0].name} in {found[0].file}"
     )
 
 
@@ -257,8 +298,8 @@ def _with_required(
     return replace(surface, required=spec, required_status=status, required_origin=origin)
 
 
-def find_required(paths: list[str], read: Reader, near: str) -> RequiredSpec | None:
-    """A module-level list named like *REQUIRED*MIGRATION* (a schema guard's) that the
+def find_required_all(paths: list[str], read: Reader, near: str) -> list[RequiredSpec]:
+    """Every module-level list named like *REQUIRED*MIGRATION* (a schema guard's) that the
     gate's own reader accepts: in Python files named like a guard, nearest `near` first."""
     import ast
 
@@ -269,6 +310,7 @@ def find_required(paths: list[str], read: Reader, near: str) -> RequiredSpec | N
     candidates = [p for p in paths if p.endswith(".py") and _GUARD_FILE.search(p)]
     candidates.sort(key=lambda p: (not p.startswith(top + "/") if top else False, p.count("/"), p))
     texts = read(candidates[:_MAX_GUARD_FILES])
+    found: list[RequiredSpec] = []
     for path in candidates[:_MAX_GUARD_FILES]:
         text = texts.get(path)
         if not text or not _REQUIRED_NAME.search(text):
@@ -290,8 +332,8 @@ def find_required(paths: list[str], read: Reader, near: str) -> RequiredSpec | N
                 required_mod.read(spec, text)
             except LanesError:
                 continue  # the gate could not read it either: do not offer it
-            return spec
-    return None
+            found.append(spec)
+    return found
 
 
 # -- version files ---------------------------------------------------------------------------
@@ -396,7 +438,7 @@ def _deploy(settings: Settings, paths: list[str], read: Reader) -> DeploySurface
         return DeploySurface("none", origin=f"no workflow in {wf.WORKFLOW_DIR}")
     texts = read(files)
     flows = wf.parse_all({p: texts.get(p) or "" for p in files})
-    best, why = deploy_candidates(flows)
+    best, why, others = deploy_candidates(flows)
     if not best:
         return DeploySurface("none", origin="no workflow looks like a deploy " + why)
     if len(best) > 1:
@@ -407,22 +449,24 @@ def _deploy(settings: Settings, paths: list[str], read: Reader) -> DeploySurface
             origin=f"{len(best)} workflows fit equally ({why}): {listed}; "
             "name the one to dispatch in [deploy] workflow",
         )
-    return DeploySurface("discovered", best[0], origin=why)
+    also = f"; also looks like a deploy, guarded too: {', '.join(others)}" if others else ""
+    return DeploySurface("discovered", best[0], origin=why + also, runners_up=tuple(others))
 
 
-def deploy_candidates(flows: list[Workflow]) -> tuple[list[str], str]:
-    """The workflows that look most like the deploy, and why (see the scoring above).
-    Ties are all returned, sorted by path."""
+def deploy_candidates(flows: list[Workflow]) -> tuple[list[str], str, list[str]]:
+    """The workflows that look most like the deploy, and why (see the scoring above), and
+    the others that pass the minimum score. Ties are all returned, sorted by path."""
     scored: dict[str, tuple[int, list[str]]] = {}
     for flow in flows:
         score, reasons = _deploy_score(flow, flows)
         if score >= _MIN_SCORE:
             scored[flow.path] = (score, reasons)
     if not scored:
-        return [], "(no 'deploy' in a name, no workflow_run parent with a deploy step)"
+        return [], "(no 'deploy' in a name, no workflow_run parent with a deploy step)", []
     top = max(s for s, _ in scored.values())
     best = sorted(p for p, (s, _) in scored.items() if s == top)
-    return best, " and ".join(scored[best[0]][1])
+    others = sorted(p for p, (s, _) in scored.items() if s != top)
+    return best, " and ".join(scored[best[0]][1]), others
 
 
 def _deploy_score(flow: Workflow, flows: list[Workflow]) -> tuple[int, list[str]]:

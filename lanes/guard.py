@@ -72,7 +72,7 @@ def _rules(cfg: Config) -> dict[str, protected.Rule]:
         rules.setdefault(path, protected.Rule(manifest.KIND, manifest.INSTEAD))
     for path in v.files if v.active else ():
         rules.setdefault(path, protected.Rule(version.KIND, version.INSTEAD))
-    for path in [d.workflow] if d.active else list(d.candidates):
+    for path in [*([d.workflow] if d.active else d.candidates), *d.runners_up]:
         rules.setdefault(path, protected.Rule(deploy.KIND, deploy.INSTEAD))
     rules.setdefault(
         protected.CONFIG_FILE, protected.Rule(protected.CONFIG_KIND, protected.INSTEAD)
@@ -131,10 +131,14 @@ def _judged_by_content(cfg: Config) -> dict[str, tuple[Reader, protected.Rule]]:
         protected.PYPROJECT: (_tool_lanes, _TOOL_LANES)
     }
     m = cfg.surfaces.manifest
-    if m.active and m.required is not None:
-        spec = m.required
-        judged.setdefault(spec.file, (lambda blob: _required_list(spec, blob), _REQUIRED))
+    specs = [m.required] if m.required is not None else list(m.required_candidates)
+    for spec in specs if m.status != "off" else []:
+        judged.setdefault(spec.file, (_reads_list(spec), _REQUIRED))
     return judged
+
+
+def _reads_list(spec: RequiredSpec) -> Reader:
+    return lambda blob: _required_list(spec, blob)
 
 
 def _content_changed(cfg: Config, path: str, reader: Reader, shas: list[str]) -> set[str]:
@@ -204,7 +208,31 @@ def _lane_violations(cfg: Config, onto: str, tip: str, base: str | None) -> list
         if merges is None:
             merges = git.merge_commits(repo, onto, tip)
         found.append(Violation(v.path, v.surface, v.instead, tuple(merges)))
-    return found
+    return found + _rediscovered(cfg, tip)
+
+
+_DISCOVERY = protected.Rule(
+    "discovery",
+    "nothing: the branch changes which files lanes guards and checks (a new deploy "
+    "workflow, manifest or required list that discovery would find); ask the operator to "
+    "land it, or to name the surface in lanes.toml",
+)
+
+
+def _rediscovered(cfg: Config, tip: str) -> list[Violation]:
+    """What discovery settles on `main` is what every lane is judged by: a branch whose
+    tip would make it settle otherwise (a look-alike required list, a second deploy
+    workflow that ties) could move the rules for the lanes after it. Only sections left
+    to discovery can move; a written one is taken as written."""
+    from lanes import discover
+
+    s = cfg.settings
+    if s.manifest is not None and s.version is not None and s.deploy is not None:
+        return []
+    before = discover.watched(cfg.surfaces)
+    after = discover.watched(discover.resolve_at(cfg, tip, tip[:12]))
+    moved = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    return [Violation(p.split(":")[0], _DISCOVERY.kind, _DISCOVERY.instead) for p in moved]
 
 
 def branch_violations(cfg: Config, branch: str) -> list[Violation]:

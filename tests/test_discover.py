@@ -93,7 +93,7 @@ def test_every_corpus_folder_has_a_decision() -> None:
 @pytest.mark.parametrize("folder", sorted(EXPECTED_DEPLOY))
 def test_deploy_candidates_on_real_workflows(folder: str) -> None:
     files = _corpus_flows(folder)
-    best, _ = discover.deploy_candidates(wf.parse_all(files))
+    best, _, _ = discover.deploy_candidates(wf.parse_all(files))
     assert [p.rsplit("/", 1)[-1] for p in best] == EXPECTED_DEPLOY[folder]
     deploy = _surfaces(files).deploy
     expected = EXPECTED_DEPLOY[folder]
@@ -264,14 +264,25 @@ def test_the_required_list_is_found_and_never_run(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_the_list_nearest_the_manifest_is_taken() -> None:
+def test_two_required_lists_are_ambiguous_never_settled_silently() -> None:
+    """A lane adding a look-alike list could otherwise move which one the gate proves."""
     files = {
         "scripts/migrations/manifest.txt": "",
         "aaa/schema_guard.py": GUARD.replace("AM_", "OTHER_"),
         "scripts/ops/check_required.py": GUARD,
     }
-    found = _surfaces(files).manifest.required
-    assert found is not None and found.file == "scripts/ops/check_required.py"
+    m = _surfaces(files).manifest
+    assert m.required is None and m.required_status == "ambiguous"
+    assert [c.file for c in m.required_candidates] == [
+        "scripts/ops/check_required.py",  # nearest the manifest first
+        "aaa/schema_guard.py",
+    ]
+
+
+def test_a_required_list_is_found_even_without_a_manifest() -> None:
+    m = _surfaces({"scripts/schema_guard.py": GUARD}).manifest
+    assert m.status == "none" and m.required_status == "discovered"
+    assert m.required is not None and m.required.file == "scripts/schema_guard.py"
 
 
 @pytest.mark.parametrize(

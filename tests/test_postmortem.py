@@ -291,3 +291,42 @@ def test_configured_paths_are_compared_as_git_writes_them(
     rc, doc = lanes_json(wt, "submit")
     assert (rc, doc["error"]) == (4, "touches-contended-surface")
     assert [f["path"] for f in doc["files"]] == [path]
+
+
+def test_a_required_list_with_no_manifest_fails_the_gate(postmortem: Path) -> None:
+    """The manifest deleted or renamed on main, the schema guard still requiring five
+    migrations: the RC3 outage itself, never `none`."""
+    written = "[manifest]" in (postmortem / "lanes.toml").read_text(encoding="utf-8")
+    git(postmortem, "rm", "-q", MANIFEST)
+    git(postmortem, "commit", "-qm", "hotfix: drop the manifest")
+    report = gate.verify(config.load(postmortem))
+    check = next(c for c in report.checks if c.name == "manifest-required")
+    assert check.status == "fail" and not report.ok
+    # written: the configured manifest is missing; discovered: a list requires migrations
+    # that no manifest allows.
+    assert ("is not in main's tree" if written else "RC3") in check.detail
+
+
+def test_a_lane_may_not_change_what_discovery_finds(postmortem: Path) -> None:
+    """A new look-alike required list (or a second deploy workflow that ties) in a lane
+    would move the rules for every lane after it: refused, where the section is left to
+    discovery."""
+    written = "[manifest]" in (postmortem / "lanes.toml").read_text(encoding="utf-8")
+    rc, doc = lanes_json(postmortem, "claim", "45", "sly", "--agent", "bot")
+    wt = Path(doc["worktree"])
+    commit_file(wt, "scripts/migrate_required.py", 'MIGRATIONS_REQUIRED_FOR_TESTS = ["x.sql"]\n')
+    commit_file(
+        wt,
+        ".github/workflows/deploy-staging.yml",
+        scaffold.DEPLOY.replace("name: deploy", "name: deploy staging"),
+    )
+    rc, doc = lanes_json(wt, "submit")
+    if written:
+        assert rc == 0, doc  # every section written: nothing can move
+        return
+    assert (rc, doc["error"]) == (4, "touches-contended-surface")
+    assert {f["surface"] for f in doc["files"]} == {"discovery"}
+    paths = {f["path"] for f in doc["files"]}
+    assert (
+        "scripts/migrate_required.py" in paths and ".github/workflows/deploy-staging.yml" in paths
+    )
