@@ -226,6 +226,13 @@ def _required_check(
         needed = list(dict.fromkeys(required_mod.read(spec, source)))
     except LanesError as exc:
         return _fail(name, exc.message)
+    if not needed:  # an empty list proves nothing: say so, never pass on it
+        return _fail(
+            name,
+            f"the required-migrations list {spec} is empty, so nothing proves the manifest "
+            "against RC3; if this project really requires none, write [manifest] required = "
+            '"" in lanes.toml (the check is then `none`)',
+        )
     have = set(entries or ())
     missing = [r for r in needed if r not in have]
     if entries is None:
@@ -420,22 +427,30 @@ def _next_steps(
             commands.append(
                 f"git push {shlex.quote(remote)} {shlex.quote(cfg.main)}:{shlex.quote(branch)}"
             )
+    dispatches = wf.dispatch_commands(deploy, flows, cfg.main)
+    if on_push and commands:
+        # The push deploys: dispatching the deploy too would deploy twice. Wait for the
+        # push's own run instead, then dispatch the chain directly (RC4).
+        warnings.append(
+            f"{deploy.path} also runs on a push to {cfg.main}: the push below deploys, so "
+            "next waits for that run instead of dispatching the deploy a second time"
+        )
+        commands.append(wf.watch_command(deploy, cfg.main, event="push"))
+        return commands + dispatches[1:], warnings
     if on_push:
-        pushing = bool(commands) or upstream is None
         warnings.append(
             f"{deploy.path} also runs on a push to {cfg.main}: "
             + (
-                "the push deploys, and the dispatch below would deploy a second time; "
-                "let the push's run deploy (watch it) and skip the dispatch of the deploy"
-                if pushing
-                else "a later push will deploy again"
+                "if you push before dispatching, the push deploys and the dispatch deploys "
+                "again; dispatch only what the push did not start"
+                if upstream is None
+                else "the push that brought this commit may already have deployed it; "
+                "check `gh run list` before dispatching"
             )
         )
-    dispatches = wf.dispatch_commands(deploy, flows, cfg.main)
     commands.append(dispatches[0])
     commands.append(wf.watch_command(deploy, cfg.main))
-    commands += dispatches[1:]
-    return commands, warnings
+    return commands + dispatches[1:], warnings
 
 
 # -- the wave --------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_a_failed_gate_is_summarised_and_fails_the_step(tmp_path: Path) -> None:
 FAKE_GH = """#!/bin/sh
 echo "gh $*" >> "$GH_LOG"
 case "$1 $2" in
-  "run list") echo 4242 ;;
+  "run list") [ -z "$GH_LIST_EMPTY" ] && echo 4242 ;;
   "run watch") exit "${GH_WATCH_EXIT:-0}" ;;
 esac
 """
@@ -132,3 +132,18 @@ def test_the_gate_s_watch_line_runs_as_it_is(tmp_path: Path) -> None:
         proc = subprocess.run(["bash", "-c", WATCH], env={**env, "GH_WATCH_EXIT": str(code)})
         assert proc.returncode == code
     assert (tmp_path / "gh.log").read_text().splitlines()[-1] == "gh run watch 4242 --exit-status"
+
+
+def test_the_watch_line_fails_when_no_run_appears(tmp_path: Path) -> None:
+    from tests.test_gate import WATCH
+
+    env = {
+        **os.environ,
+        **_fake_tools(tmp_path),
+        "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}",
+    }
+    proc = subprocess.run(
+        ["bash", "-c", WATCH], env={**env, "GH_LIST_EMPTY": "1"}, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "appeared" in proc.stderr
+    assert "gh run watch" not in (tmp_path / "gh.log").read_text()

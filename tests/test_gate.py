@@ -15,11 +15,14 @@ from tests.conftest import commit_file, git, lanes_json, run_lanes
 MANIFEST = scaffold.MANIFEST
 VERIFY = ".github/workflows/verify.yml"
 WATCH = (
-    "for _ in $(seq 60); do id=$(gh run list --workflow deploy.yml --branch main "
+    'id=""; for _ in $(seq 60); do id=$(gh run list --workflow deploy.yml --branch main '
     "--event workflow_dispatch --limit 5 --json databaseId,status "
     """--jq '[.[] | select(.status != "completed")][0].databaseId // empty'); """
-    '[ -n "$id" ] && break; sleep 5; done; gh run watch "$id" --exit-status'
+    '[ -n "$id" ] && break; sleep 5; done; if [ -n "$id" ]; then gh run watch "$id" '
+    "--exit-status; else echo 'no workflow_dispatch run of deploy.yml on main appeared' >&2; "
+    "false; fi"
 )
+WATCH_PUSH = WATCH.replace("workflow_dispatch", "push")
 
 
 def check(repo: Path, name: str, wave: str | None = None) -> gate.Check:
@@ -506,12 +509,14 @@ def test_next_pushes_main_first_when_the_remote_is_behind(seed_repo: Path, tmp_p
     assert any("also runs on a push to main" in w for w in report.warnings)
     commit_file(seed_repo, "src/app.py", '"""v2"""\n')
     report = gate.verify(config.load(seed_repo))
-    assert report.next[:3] == [
+    # The deploy runs on a push: next pushes, waits for the push's run, then dispatches the
+    # chain; it never dispatches the deploy a second time.
+    assert report.next == [
         "git push origin main:main",
-        "gh workflow run deploy.yml --ref main",
-        WATCH,
+        WATCH_PUSH,
+        "gh workflow run verify --ref main",
     ]
-    assert any("the push deploys" in w for w in report.warnings)
+    assert any("the push below deploys" in w for w in report.warnings)
 
 
 def test_no_double_deploy_warning_when_the_deploy_does_not_run_on_push(seed_repo: Path) -> None:
@@ -523,3 +528,17 @@ def test_no_double_deploy_warning_when_the_deploy_does_not_run_on_push(seed_repo
     )
     report = gate.verify(config.load(seed_repo))
     assert report.ok and not any("runs on a push" in w for w in report.warnings)
+
+
+def test_an_empty_required_list_fails_rather_than_proving_nothing(seed_repo: Path) -> None:
+    commit_file(seed_repo, "scripts/schema_guard.py", "AM_REQUIRED_MIGRATIONS = []\n")
+    commit_file(seed_repo, MANIFEST, "# shipped empty\n")
+    c = check(seed_repo, "manifest-required")
+    assert c.status == "fail" and "is empty" in c.detail
+
+
+def test_messages_are_not_cut_at_80_columns_off_a_terminal(seed_repo: Path) -> None:
+    commit_file(seed_repo, MANIFEST, "# shipped empty\n")
+    proc = run_lanes(seed_repo, "verify", env={"COLUMNS": ""})
+    long_lines = [line for line in proc.stderr.splitlines() if len(line) > 80]
+    assert long_lines, proc.stderr

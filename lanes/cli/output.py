@@ -66,7 +66,12 @@ def err_console() -> Any:
     if "err" not in _consoles:
         from rich.console import Console
 
-        _consoles["err"] = Console(stderr=True, highlight=False)
+        # Not on a terminal, messages are not cut at 80 columns: a hint's shell command
+        # broken across lines would run something else when pasted.
+        wide = None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 200
+        _consoles["err"] = Console(
+            stderr=True, highlight=False, width=wide, soft_wrap=not sys.stderr.isatty()
+        )
     return _consoles["err"]
 
 

@@ -383,18 +383,21 @@ def dispatch_commands(deploy: Workflow, workflows: list[Workflow], main: str) ->
     return commands
 
 
-def watch_command(deploy: Workflow, main: str) -> str:
-    """Wait for the hand-dispatched run of the deploy on `main` that has not finished yet
-    (the one just started: it appears a few seconds after `gh workflow run`), failing if
-    it fails. One shell line, runnable as it is."""
+def watch_command(deploy: Workflow, main: str, event: str = "workflow_dispatch") -> str:
+    """Wait for the run of the deploy on `main` started by `event` that has not finished
+    yet (the one just started: it appears a few seconds after `gh workflow run` or the
+    push), failing if it fails, or if none appears. One shell line, runnable as it is, and
+    safe to paste into an interactive shell (it never `exit`s)."""
     listing = (
         f"gh run list --workflow {shlex.quote(deploy.file_name)} --branch {shlex.quote(main)} "
-        "--event workflow_dispatch --limit 5 --json databaseId,status "
+        f"--event {event} --limit 5 --json databaseId,status "
         """--jq '[.[] | select(.status != "completed")][0].databaseId // empty'"""
     )
+    missing = shlex.quote(f"no {event} run of {deploy.file_name} on {main} appeared")
     return (
-        f'for _ in $(seq 60); do id=$({listing}); [ -n "$id" ] && break; sleep 5; done; '
-        'gh run watch "$id" --exit-status'
+        f'id=""; for _ in $(seq 60); do id=$({listing}); [ -n "$id" ] && break; sleep 5; done; '
+        f'if [ -n "$id" ]; then gh run watch "$id" --exit-status; '
+        f"else echo {missing} >&2; false; fi"
     )
 
 
