@@ -1,9 +1,11 @@
 """Claim, heartbeat, release and reap a lane.
 
-Who holds a lane is decided by one thing only: the claim directory
-`<inbox>/<wave>/<lane>/`, published with one atomic rename of a prepared directory that
-already holds the claim record (a rename onto an existing, non-empty directory fails).
-Releasing or reaping moves it, in one rename, into `<inbox>/<wave>/.archive/`.
+Who holds a lane is decided by one thing only: the claim, published through the
+coordination (lanes/coord/): locally the claim directory `<inbox>/<wave>/<lane>/`, one
+atomic rename of a prepared directory that already holds the claim record; on a remote
+the claim ref, created only if absent. Releasing or reaping frees it (locally: one rename
+into `<inbox>/<wave>/.archive/`; remotely the ref deleted with a lease on the commit read).
+The claim directory is the lane's local working area in both: fragments, saved work.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lanes import git, saves, worktrees
+from lanes import coord, git, saves, worktrees
 from lanes.config import Config
+from lanes.coord import local
 from lanes.errors import BadInput, Contention, OperationalError, Refused
-from lanes.ledger import Ledger
 from lanes.names import check_agent, check_lane, check_wave
 
 RECORD = "claim.json"
 HEARTBEAT = "heartbeat"
 FRAGMENTS = "fragments"
-ARCHIVE = ".archive"
+ARCHIVE = local.ARCHIVE
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class ClaimRecord:
         return dict(self.__dict__)
 
 
-def ledger(cfg: Config, wave: str) -> Ledger:
-    return Ledger(cfg.ledger_path(wave), wave, cfg.state_dir)
+def ledger(cfg: Config, wave: str) -> coord.EventLog:
+    """The wave's ledger, wherever the coordination keeps it."""
+    return coord.for_config(cfg).ledger(wave)
 
 
 def read_record(claim_dir: Path, problems: list[str] | None = None) -> ClaimRecord | None:
@@ -155,35 +158,9 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _publish(tmp: Path, target: Path) -> bool:
-    """Rename the prepared claim directory onto the lane's name; False if someone has it."""
-    try:
-        os.rename(tmp, target)
-        return True
-    except OSError as exc:
-        if exc.errno in (39, 17, 66):  # ENOTEMPTY, EEXIST (Linux), ENOTEMPTY (BSD)
-            return False
-        raise
-
-
-def _discard(path: Path) -> None:
-    """Remove a directory by first renaming it away, so its name is never seen half-empty."""
-    if not path.exists():
-        return
-    trash = path.parent / f".trash-{uuid.uuid4().hex}"
-    os.rename(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def archive(cfg: Config, wave: str, lane: str, why: str) -> Path:
-    """Move a claim directory into the wave's archive in one rename: the lane is free."""
-    src = cfg.claim_dir(wave, lane)
-    dest_root = cfg.wave_dir(wave) / ARCHIVE
-    dest_root.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    dest = dest_root / f"{lane}-{why}-{stamp}-{uuid.uuid4().hex[:6]}"
-    os.rename(src, dest)
-    return dest
+_publish = local.publish
+_discard = local.discard
+archive = local.archive
 
 
 @dataclass(frozen=True)
@@ -290,10 +267,15 @@ def claim(
     (tmp / HEARTBEAT).write_text(record.time + "\n", encoding="utf-8")
 
     log = ledger(cfg, wave)
-    if not _publish(tmp, claim_dir):
+    c = coord.for_config(cfg)
+    try:
+        won, holder = c.publish_claim(wave, lane, record.to_json(), tmp)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        holder = read_record(claim_dir)
-        holder_name = holder.agent if holder else "unknown"
+        raise
+    if not won:
+        shutil.rmtree(tmp, ignore_errors=True)
+        holder_name = holder.agent or "unknown"
         log.append("claim-refused", lane, agent, holder=holder_name, reason="claimed")
         raise Contention(
             "claimed",
@@ -313,7 +295,7 @@ def claim(
             new_branch = worktrees.create(cfg, path, branch, base_sha, sparse)
     except BaseException as exc:
         # Nothing half-done: the claim is undone when its worktree cannot be made.
-        _discard(claim_dir)
+        c.undo_claim(wave, lane, holder)
         reason = exc.code if isinstance(exc, OperationalError) else type(exc).__name__
         log.append("claim-refused", lane, agent, reason=reason, path=str(path))
         raise
@@ -337,17 +319,34 @@ def claim(
 
 
 def held(cfg: Config, wave: str, lane: str) -> tuple[Path, ClaimRecord]:
+    claim_dir, record, _ = held_by(cfg, wave, lane)
+    return claim_dir, record
+
+
+def held_by(cfg: Config, wave: str, lane: str) -> tuple[Path, ClaimRecord, coord.Holder]:
+    """The lane's claim directory, its record and its holder as the truth says now; the
+    holder is what a pinned heartbeat, submit or release must still find."""
     check_wave(wave)
     check_lane(lane)
     claim_dir = cfg.claim_dir(wave, lane)
     record = read_record(claim_dir)
-    if record is None:
+    c = coord.for_config(cfg)
+    holder = coord.Holder(record.agent, record.to_json()) if record else None
+    if c.kind != "local":
+        holder = c.holder(wave, lane)
+        if record is not None and (holder is None or holder.record != record.to_json()):
+            # The claim here is left from one the remote no longer has (released or
+            # reaped elsewhere, or a claim undone while this machine was cut off): the
+            # local working area is archived, its saved work kept; the lane is not held.
+            archive(cfg, wave, lane, "superseded")
+            record = None
+    if record is None or holder is None:
         raise Refused(
             "not-held",
             f"lane {wave}/{lane} is not held (never claimed, released or reaped)",
             hint=f"claim it with: lanes claim {wave} {lane} --agent ID",
         )
-    return claim_dir, record
+    return claim_dir, record, holder
 
 
 def _check_worktree_root(cfg: Config) -> None:
@@ -381,38 +380,16 @@ def _not_integrated(cfg: Config, wave: str, lane: str, why: str, instead: str) -
 
 
 def heartbeat(cfg: Config, wave: str, lane: str) -> dict[str, Any]:
-    """Record that the holder is alive: the heartbeat file's mtime becomes now. That needs
-    no space on disk, so it works on a full one. A heartbeat file removed, or replaced by a
-    symlink, is made again as lanes' own regular file (a symlink is never followed)."""
-    import contextlib
-    import stat
-
-    from lanes.errors import os_error
-
-    claim_dir, record = held(cfg, wave, lane)
+    """Record that the holder is alive: locally the heartbeat file's mtime becomes now
+    (no space needed on disk; a heartbeat file removed or replaced by a symlink is made
+    again as lanes' own regular file); on a remote the claim ref moves to a new commit,
+    with a lease on the one read."""
+    claim_dir, record, holder = held_by(cfg, wave, lane)
     _not_integrated(cfg, wave, lane, "nothing to keep alive", "stop heartbeating")
-    path = claim_dir / HEARTBEAT
-    try:
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            mode = None
-        if mode is not None and stat.S_ISDIR(mode):
-            raise OperationalError(
-                "io-failed",
-                f"the heartbeat {path} of {wave}/{lane} is a directory, not lanes' file",
-                hint=f"remove it (rm -r {path}), then run lanes heartbeat again",
-                path=str(path),
-            )
-        if mode is not None and not stat.S_ISREG(mode):
-            os.unlink(path)  # a symlink or another node planted there: never followed
-            mode = None
-        if mode is None:
-            with contextlib.suppress(FileExistsError):  # a heartbeat at the same instant
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        os.utime(path, follow_symlinks=False)
-    except OSError as exc:
-        raise os_error(exc, f"the heartbeat of {wave}/{lane} was not recorded", path=path) from exc
+    c = coord.for_config(cfg)
+    c.heartbeat(wave, lane, holder)
+    if c.kind != "local":  # once the remote has it: the local file, for status here
+        local.touch_heartbeat(claim_dir / HEARTBEAT, wave, lane)
     return {"wave": wave, "lane": lane, "agent": record.agent, "heartbeat": _now()}
 
 
@@ -504,10 +481,10 @@ def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> R
     """Give the lane up. Its work is saved and checked before its worktree is removed; when
     that cannot be done (`save-failed`, `save-check-failed`) the lane stays held, untouched."""
     with lane_lock(cfg, wave, lane):
-        claim_dir, record = held(cfg, wave, lane)
+        claim_dir, record, holder = held_by(cfg, wave, lane)
         _not_integrated(cfg, wave, lane, "nothing to release", "run lanes gc to remove it")
         retired = retire_worktree(cfg, claim_dir, record, "release", keep_worktree)
-        dest = archive(cfg, wave, lane, "released")
+        dest = coord.for_config(cfg).retire(wave, lane, holder, "released")
         details = retired.details(dest)
         ledger(cfg, wave).append("release", lane, record.agent, archived_to=str(dest), **details)
     return ReleaseResult(

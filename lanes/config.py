@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -9,7 +10,14 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lanes import git
 from lanes.errors import BadInput
@@ -121,6 +129,9 @@ class Settings(_Section):
     test_command: str = ""
     protected: list[str] = []
     land: Literal["replay", "squash"] = "replay"
+    batch: int = 32  # lanes tested together by one test_command run (1: each alone)
+    test_jobs: int = 1  # test runs at once, each in a scratch worktree of its own
+    remote: str = ""  # "" = one machine (the inbox); a git remote's name: coordinate there
     manifest: ManifestConfig | None = None
     version: VersionConfig | None = None
     deploy: DeployConfig | None = None
@@ -132,6 +143,20 @@ class Settings(_Section):
             value = str(value)  # a bare number means seconds
         if isinstance(value, str) and parse_duration(value) <= 0:
             raise ValueError(f"{value!r} would make every claim stale at once; use e.g. 30m")
+        return value
+
+    @field_validator("batch", "test_jobs", mode="before")
+    @classmethod
+    def _count(cls, value: Any, info: ValidationInfo) -> Any:
+        what = {
+            "batch": "the most lanes one test_command run tests together (1 tests each lane "
+            "alone; the default is 32)",
+            "test_jobs": "how many test_command runs go at once, each in a scratch worktree "
+            "of its own (the default is 1)",
+        }[str(info.field_name)]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            shown = json.dumps(value, default=str)  # as TOML writes it: true, "3", 2.5
+            raise ValueError(f"must be a whole number, 1 or more: {what}; not {shown}")
         return value
 
     @field_validator("project")

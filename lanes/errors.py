@@ -90,6 +90,14 @@ _declare(
     "fix what the message names (remount read-write, permissions, the disk), then rerun",
 )
 _declare(
+    "remote-failed",
+    OPERATIONAL,
+    "the git remote lanes coordinates through (remote = ...) could not be reached, or refused "
+    "a push; nothing was changed locally that the remote does not also have",
+    "check the remote named in the message (git ls-remote REMOTE works?), then run the "
+    "command again: it finishes or undoes what an interrupted one left",
+)
+_declare(
     "main-update-refused",
     OPERATIONAL,
     "lanes integrate: git refused to move main (a reference-transaction hook, or a lock file "

@@ -675,3 +675,479 @@ def commit_times(repo: Path, shas: Sequence[str]) -> dict[str, int]:
         return {}
     res = run(["log", "--no-walk=unsorted", "--format=%H %ct", *shas, "--"], repo)
     return {sha: int(when) for sha, when in (line.split() for line in res.stdout.splitlines())}
+
+
+# -- landing without a working tree (integrator/land.py) --
+# The pass replays lanes in the object store: `merge-tree --write-tree` per replayed commit
+# (one process each: git 2.39 has no merge-tree batch mode that answers line by line), and
+# every other object read or written through four long-running git processes, so a lane
+# costs one process start, not ten (docs/integrator.md, "Landing without a working tree").
+
+_OID_HEX = frozenset("0123456789abcdef")
+
+
+def _is_oid(text: str) -> bool:
+    return len(text) in (40, 64) and set(text) <= _OID_HEX
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    mode: str  # as git writes it in a tree: 100644, 100755, 120000, 40000, 160000
+    sha: str
+    name: bytes  # git's bytes: a name need not be UTF-8
+
+    @property
+    def kind(self) -> str:
+        return {"40000": "tree", "160000": "commit"}.get(self.mode, "blob")
+
+
+class _Pipe:
+    """One long-running git process answering one request at a time on its stdout. Its
+    stderr goes to a file, so a chatty process can never block on a full pipe."""
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str], errors: Path):
+        self.args, self.cwd, self.env, self.errors = list(args), cwd, env, errors
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def send(self, data: bytes) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            with open(self.errors, "wb") as err:
+                try:
+                    self.proc = subprocess.Popen(
+                        ["git", *self.args],
+                        cwd=self.cwd,
+                        env=self.env,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                    )
+                except OSError as exc:
+                    raise OperationalError(
+                        "git-failed", f"cannot run git: {exc}", hint="install git"
+                    ) from exc
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise self.error() from None
+
+    def line(self) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        return self.proc.stdout.readline()
+
+    def exactly(self, size: int) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        data = self.proc.stdout.read(size)
+        if len(data) != size:
+            raise self.error()
+        return data
+
+    def error(self) -> OperationalError:
+        """The process died on a request: its message, as an error (the next send restarts
+        it)."""
+        self._end(kill=True)
+        said = self.errors.read_text(encoding="utf-8", errors="replace").strip()
+        return OperationalError(
+            "git-failed",
+            f"git {' '.join(self.args)} failed: {said or 'it exited without a word'}",
+            hint="see git's message above",
+        )
+
+    def close(self) -> None:
+        self._end(kill=False)
+
+    def _end(self, kill: bool) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        from contextlib import suppress
+
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with suppress(OSError):  # a pipe the dead process left unflushed
+                    stream.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class ObjectStore:
+    """Reads and writes git objects without a working tree, through long-running processes
+    started when first needed: `cat-file --batch` (read), `hash-object -w --stdin-paths`
+    (blobs, and commits with `-t commit`; the bytes go through one file in `workdir`) and
+    `mktree -z --batch` (trees). Trees read are cached (an object never changes). With
+    `env` (GIT_DIR, GIT_WORK_TREE) the processes run where the merges run."""
+
+    def __init__(self, repo: Path, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.repo, self.workdir = repo, workdir
+        self.env = clean_env(env)
+        self._pipes: dict[str, _Pipe] = {}
+        self._trees: dict[str, list[TreeEntry]] = {}
+        self._buffer = workdir / "object"
+
+    def _pipe(self, name: str, args: Sequence[str]) -> _Pipe:
+        if name not in self._pipes:
+            self._pipes[name] = _Pipe(args, self.repo, self.env, self.workdir / f"{name}.err")
+        return self._pipes[name]
+
+    def read(self, sha: str) -> tuple[str, bytes] | None:
+        """(type, content) of the object `sha`, None when there is none."""
+        if not _is_oid(sha):
+            raise ValueError(f"not an object id: {sha!r}")
+        pipe = self._pipe("read", ["cat-file", "--batch"])
+        pipe.send(f"{sha}\n".encode())
+        header = pipe.line().split()
+        if not header:
+            raise pipe.error()
+        if len(header) != 3:  # "<sha> missing"
+            return None
+        data = pipe.exactly(int(header[2]) + 1)[:-1]
+        return header[1].decode(), data
+
+    def tree(self, sha: str) -> list[TreeEntry] | None:
+        """The entries of tree `sha` (None when it is not a tree)."""
+        if sha in self._trees:
+            return self._trees[sha]
+        found = self.read(sha)
+        if found is None or found[0] != "tree":
+            return None
+        entries, data, pos, width = [], found[1], 0, len(sha) // 2
+        while pos < len(data):
+            space = data.index(b" ", pos)
+            nul = data.index(b"\0", space)
+            raw = data[nul + 1 : nul + 1 + width]
+            entries.append(TreeEntry(data[pos:space].decode(), raw.hex(), data[space + 1 : nul]))
+            pos = nul + 1 + width
+        self._trees[sha] = entries
+        return entries
+
+    def _hash(self, kind: str, data: bytes) -> str:
+        pipe = self._pipe(kind, ["hash-object", "-t", kind, "-w", "--no-filters", "--stdin-paths"])
+        self._buffer.write_bytes(data)
+        pipe.send(f"{self._buffer}\n".encode())
+        line = pipe.line().decode().strip()
+        if not _is_oid(line):
+            raise pipe.error()
+        return line
+
+    def blob(self, data: bytes) -> str:
+        return self._hash("blob", data)
+
+    def commit(self, data: bytes) -> str:
+        """Write a commit object given whole (see `commit_object`)."""
+        return self._hash("commit", data)
+
+    def make_tree(self, entries: Sequence[TreeEntry]) -> str:
+        """Write a tree of `entries` (git sorts them) and remember it."""
+        pipe = self._pipe("tree", ["mktree", "-z", "--batch"])
+        kinds = {e.name: e.kind for e in entries}
+        if len(kinds) != len(entries):
+            raise ValueError("two tree entries with one name")
+        request = b"".join(
+            f"{e.mode} {e.kind} {e.sha}\t".encode() + e.name + b"\0" for e in entries
+        )
+        pipe.send(request + b"\0")
+        line = pipe.line().decode().strip()
+        if not _is_oid(line):
+            raise pipe.error()
+        self._trees[line] = sorted(entries, key=_tree_order)
+        return line
+
+    def close(self) -> None:
+        for pipe in self._pipes.values():
+            pipe.close()
+        self._pipes.clear()
+
+    def __enter__(self) -> ObjectStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _tree_order(entry: TreeEntry) -> bytes:
+    """git's order of tree entries: by name, a tree as if its name ended with '/'."""
+    return entry.name + (b"/" if entry.mode == "40000" else b"")
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    code: int  # 0 clean, 1 conflicts, anything else: git could not merge
+    tree: str
+    conflicted: list[str]
+    message: str  # what git said when it could not merge
+
+
+def merge_tree_at(env: dict[str, str], cwd: Path, ours: str, theirs: str) -> MergeResult:
+    """`git merge-tree --write-tree OURS THEIRS` run where `env` and `cwd` say (the merge
+    reads the .gitattributes of the working tree it runs in: see integrator/land.py)."""
+    code, data, err = _run_bytes(
+        ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs],
+        cwd,
+        env=env,
+    )
+    parts = [p.decode("utf-8", "surrogateescape") for p in data.split(b"\0") if p]
+    if code not in (0, 1) or not parts or not _is_oid(parts[0]):
+        return MergeResult(code or 128, "", [], err or "merge-tree printed no tree")
+    return MergeResult(code, parts[0], sorted(set(parts[1:])), "")
+
+
+@dataclass(frozen=True)
+class RawCommit:
+    """A commit object as git stores it, split at its headers."""
+
+    sha: str
+    tree: str
+    parents: list[str]
+    author: bytes  # the whole author line after "author ": name <email> time zone
+    encoding: bytes | None
+    message: bytes  # exactly as stored
+
+    @property
+    def text(self) -> str:
+        return self.message.decode("utf-8", "replace")
+
+    @property
+    def subject(self) -> str:
+        """What `%s` prints: the first paragraph, its lines joined by spaces."""
+        first = self.text.strip("\n").split("\n\n", 1)[0]
+        return " ".join(line.strip() for line in first.splitlines() if line.strip())
+
+    @property
+    def author_name(self) -> str:
+        return self.author.split(b" <", 1)[0].decode("utf-8", "replace")
+
+    @property
+    def author_email(self) -> str:
+        rest = self.author.split(b" <", 1)[-1]
+        return rest.split(b">", 1)[0].decode("utf-8", "replace")
+
+
+def parse_commit(sha: str, data: bytes) -> RawCommit:
+    head, _, message = data.partition(b"\n\n")
+    tree, parents, author, encoding = "", [], b"", None
+    for line in head.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value.decode()
+        elif key == b"parent":
+            parents.append(value.decode())
+        elif key == b"author":
+            author = value
+        elif key == b"encoding":
+            encoding = value
+    return RawCommit(sha, tree, parents, author, encoding, message)
+
+
+def commit_object(
+    tree: str,
+    parents: Sequence[str],
+    author: bytes,
+    committer: bytes,
+    message: bytes,
+    encoding: bytes | None = None,
+) -> bytes:
+    """The bytes of a commit object, headers in git's order."""
+    lines = [b"tree " + tree.encode(), *(b"parent " + p.encode() for p in parents)]
+    lines += [b"author " + author, b"committer " + committer]
+    if encoding:
+        lines.append(b"encoding " + encoding)
+    return b"\n".join(lines) + b"\n\n" + message
+
+
+def read_objects(repo: Path, shas: Sequence[str]) -> dict[str, tuple[str, bytes]]:
+    """{sha: (type, content)} of the objects `shas` that exist, in one `cat-file --batch`."""
+    asked = [s for s in dict.fromkeys(shas) if _is_oid(s)]
+    if not asked:
+        return {}
+    code, data, err = _run_bytes(
+        ["cat-file", "--batch"], repo, "".join(f"{s}\n" for s in asked).encode()
+    )
+    if code != 0:
+        raise OperationalError(
+            "git-failed", f"git cat-file --batch failed: {err}", hint="see git fsck"
+        )
+    found: dict[str, tuple[str, bytes]] = {}
+    pos = 0
+    for sha in asked:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        pos = end + 1
+        if len(header) == 3:
+            size = int(header[2])
+            found[sha] = (header[1].decode(), data[pos : pos + size])
+            pos += size + 1
+    return found
+
+
+def resolve_commits(repo: Path, revs: Sequence[str]) -> list[str | None]:
+    """The commit each of `revs` names (None: no such commit), in one `cat-file`."""
+    asked = [r for r in dict.fromkeys(revs) if r and "\n" not in r and " " not in r.strip()]
+    found: dict[str, str] = {}
+    if asked:
+        code, data, _ = _run_bytes(
+            ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            repo,
+            "".join(f"{r}^{{commit}}\n" for r in asked).encode(),
+        )
+        lines = data.decode("utf-8", "replace").splitlines() if code == 0 else []
+        for rev, line in zip(asked, lines, strict=False):
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == "commit" and _is_oid(parts[0]):
+                found[rev] = parts[0]
+    return [found.get(r) for r in revs]
+
+
+@dataclass(frozen=True)
+class GraphCommit:
+    """A commit of `onto..tips`: its parents and the paths it changes against its first
+    parent (none for a merge: the guard judges merges otherwise)."""
+
+    sha: str
+    parents: list[str]
+    paths: list[str]
+
+
+def commits_between(repo: Path, onto: str, tips: Sequence[str]) -> dict[str, GraphCommit]:
+    """Every commit reachable from one of `tips` and not from `onto`, with its parents and
+    changed paths: one `git log --raw -z` for all the lanes of a pass. The raw format makes
+    the parse unambiguous whatever a path holds (a record is `:meta` then one path)."""
+    if not tips:
+        return {}
+    revs = "".join(f"{t}\n" for t in tips if _is_oid(t)) + f"^{onto}\n"
+    code, data, err = _run_bytes(
+        [
+            "log",
+            "-z",
+            "--raw",
+            "--no-renames",
+            "--no-abbrev",
+            "--no-relative",
+            "--no-show-signature",
+            "--no-color",
+            "--no-ext-diff",
+            "--format=%H %P",
+            "--stdin",
+            "--",
+        ],
+        repo,
+        revs.encode(),
+    )
+    if code != 0:
+        raise OperationalError("git-failed", f"git log failed: {err}", hint="see git's message")
+    found: dict[str, GraphCommit] = {}
+    current: GraphCommit | None = None
+    tokens = data.split(b"\0")
+    i = 0
+    while i < len(tokens):
+        token = tokens[i].lstrip(b"\n")
+        i += 1
+        if not token:
+            continue
+        if token.startswith(b":") and current is not None:
+            if i < len(tokens):
+                current.paths.append(tokens[i].decode("utf-8", "surrogateescape"))
+            i += 1
+            continue
+        words = token.decode("ascii", "replace").split()
+        if words and all(_is_oid(w) for w in words):
+            current = GraphCommit(words[0], words[1:], [])
+            found[current.sha] = current
+    return found
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the pass commits as, and whether git would sign its commits."""
+
+    author: bytes  # "Name <email>", without time
+    committer: bytes
+    author_date: bytes | None  # fixed by GIT_AUTHOR_DATE, else None: now
+    committer_date: bytes | None
+    zone: bytes  # this machine's offset, e.g. +0900
+    sign: bool  # commit.gpgSign: commits go through `git commit-tree`, which signs
+    env: dict[str, str]  # the fallback identity, when git has none configured
+
+    def stamp(self, who: bytes, fixed: bytes | None = None) -> bytes:
+        import time
+
+        return who + b" " + (fixed or f"{int(time.time())} ".encode() + self.zone)
+
+
+def pass_identity(repo: Path) -> Identity:
+    env = identity_env(repo)
+    listed = run(["var", "-l"], repo, env=env).stdout.splitlines()
+    values = dict(line.partition("=")[::2] for line in listed)
+    sign = values.get("commit.gpgsign", "false").strip().lower() in ("true", "yes", "on", "1")
+
+    def split(ident: str) -> tuple[bytes, bytes]:
+        who, _, when = ident.strip().rpartition(">")
+        return (who + ">").encode(), when.strip().encode()
+
+    author, author_when = split(values.get("GIT_AUTHOR_IDENT", ""))
+    committer, committer_when = split(values.get("GIT_COMMITTER_IDENT", ""))
+    zone = committer_when.split()[-1] if committer_when else b"+0000"
+    fixed = {k for k in ("GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE") if clean_env(env).get(k)}
+    return Identity(
+        author,
+        committer,
+        author_when if "GIT_AUTHOR_DATE" in fixed else None,
+        committer_when if "GIT_COMMITTER_DATE" in fixed else None,
+        zone,
+        sign,
+        env,
+    )
+
+
+def commit_tree_signed(
+    repo: Path,
+    tree: str,
+    parents: Sequence[str],
+    author: bytes,
+    message: bytes,
+    encoding: bytes | None,
+    env: dict[str, str],
+) -> str:
+    """A commit made by `git commit-tree` (which signs it when commit.gpgSign says so)."""
+    who, _, when = author.rpartition(b">")
+    name, _, email = who.partition(b" <")
+    stamp = when.strip().decode()
+    extra = {
+        **env,
+        "GIT_AUTHOR_NAME": name.decode("utf-8", "surrogateescape"),
+        "GIT_AUTHOR_EMAIL": email.decode("utf-8", "surrogateescape"),
+        "GIT_AUTHOR_DATE": f"@{stamp}" if stamp else "",
+    }
+    args = ["-c", f"i18n.commitEncoding={encoding.decode()}"] if encoding else []
+    args += ["commit-tree", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    code, data, err = _run_bytes(args, repo, message, extra)
+    if code != 0:
+        raise OperationalError("git-failed", f"git commit-tree failed: {err}", hint="")
+    return data.decode().strip()
+
+
+def attribute_files(repo: Path, rev: str) -> list[tuple[str, str]]:
+    """(path, blob) of every regular `.gitattributes` file in `rev`'s tree."""
+    code, data, _ = _run_bytes(["ls-tree", "-r", "-z", "--full-tree", rev], repo)
+    found = []
+    for record in data.split(b"\0") if code == 0 else []:
+        meta, _, path = record.partition(b"\t")
+        parts = meta.split()
+        regular = len(parts) == 3 and parts[0] in (b"100644", b"100755")
+        if regular and path.rsplit(b"/", 1)[-1] == b".gitattributes":
+            found.append((path.decode("utf-8", "surrogateescape"), parts[2].decode()))
+    return found
+
+
+def scratch_to(worktree: Path, rev: str) -> None:
+    """Move a scratch worktree to exactly `rev` (files, index, detached HEAD), whatever a
+    test left in it: only the files that differ are written."""
+    run(["reset", "--hard", "--quiet", rev], worktree)
+    run(["clean", "-ffdxq"], worktree)

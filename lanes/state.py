@@ -55,6 +55,20 @@ def histories(cfg: Config, wave: str) -> dict[str, LaneHistory]:
             hist.submit_seq, hist.submit_details = ev.seq, ev.details
         if ev.event == "bounced":
             hist.bounce_reason = str(ev.details.get("reason", ""))
+    from lanes import coord
+
+    c = coord.for_config(cfg)
+    if c.kind != "local":
+        # The claim refs decide, as the claim dirs do on one machine.
+        held = c.holders(wave)
+        for lane, holder in held.items():
+            known = found.get(lane)
+            if known is None or known.state in ("released", "reaped"):
+                found[lane] = LaneHistory(lane, "claimed", holder.agent)
+        for hist in found.values():
+            if hist.state in HOLDING and hist.lane not in held:
+                hist.state = "released"
+        return found
     for lane, claim_dir in lane_dirs(cfg, wave):
         known = found.get(lane)
         if known is None or known.state in ("released", "reaped"):
@@ -96,6 +110,13 @@ def lane_dirs(cfg: Config, wave: str) -> list[tuple[str, Path]]:
 
 
 def waves(cfg: Config) -> list[str]:
+    """Waves with a ledger, or with a claim, where the coordination keeps them."""
+    from lanes import coord
+
+    return coord.for_config(cfg).waves()
+
+
+def local_waves(cfg: Config) -> list[str]:
     """Waves with a ledger, or with a claim (its claimer was killed before the wave's first
     ledger row: gc must still see the claim, or the lane would stay held for good)."""
     if not cfg.inbox.is_dir():

@@ -56,7 +56,7 @@ def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
 
 
 def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
-    claim_dir, record = claims.held(cfg, wave, lane)
+    claim_dir, record, holder = claims.held_by(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "be submitted")
     log = claims.ledger(cfg, wave)
     shape = guard.unlandable(cfg, cfg.main, record.branch, record.branch)
@@ -110,6 +110,18 @@ def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     ahead = git.commits_ahead(cfg.main_checkout, cfg.main, record.branch)
     asked = [e for _, f in frags if isinstance(f, fragments.ManifestFragment) for e in f.entries]
     warnings = fragments.unmet_entries(cfg, record.branch, asked)
+    if ahead == 0 and not frags:  # handed over all the same: the agent may mean it
+        warnings.append(
+            f"lane {wave}/{lane} has no commit ahead of {cfg.main} and no fragment: the "
+            "integrator will land nothing for it; commit your work first if you meant to"
+        )
+    # On a remote, the branch and the fragments go with the claim in one atomic push first:
+    # an unreachable remote stops the submit here, with nothing recorded anywhere.
+    from lanes import coord
+
+    coord.for_config(cfg).submit(
+        wave, lane, holder, record.branch, {path.name: path.read_bytes() for path, _ in frags}
+    )
     # The ledger row is the commit point: once it is written the lane is submitted, and
     # whatever failed after it (the anchor on a full disk) is a warning, never an exit 1.
     row = log.append("submit", lane, record.agent, head=head, commits=ahead, fragments=len(frags))

@@ -237,3 +237,10 @@ def test_the_recovery_quotes_what_it_is_given(seed_repo: Path, tmp_path: Path) -
     assert not (wt / "ops").exists() and (wt / "src" / "a.py").exists()
     assert f"- {subject}" in git(wt, "log", "-1", "--format=%B")
     assert lanes_json(wt, "submit")[0] == 0
+
+
+def test_an_empty_submit_is_taken_with_a_warning(seed_repo: Path) -> None:
+    rc, doc = lanes_json(seed_repo, "claim", "44", "empty", "--agent", "bot")
+    rc, doc = lanes_json(Path(doc["worktree"]), "submit")
+    assert rc == 0 and doc["commits"] == 0
+    assert any("will land nothing" in w for w in doc["warnings"])
