@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -82,7 +82,6 @@ class Surfaces:
     version: VersionSurface
     deploy: DeploySurface
     source: str  # where discovery looked: "main 1a2b3c4d5e6f", "the main checkout"
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     def of(self, kind: str) -> ManifestSurface | VersionSurface | DeploySurface:
         found: dict[str, ManifestSurface | VersionSurface | DeploySurface] = {
@@ -210,13 +209,11 @@ def _decode(blob: bytes | None) -> str | None:
 
 
 def resolve_settings(settings: Settings, paths: list[str], read: Reader, source: str) -> Surfaces:
-    notes: list[str] = []
     return Surfaces(
         _manifest(settings, paths, read),
         _version(settings, paths, read),
         _deploy(settings, paths, read),
         source,
-        tuple(notes),
     )
 
 
