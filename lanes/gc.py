@@ -4,6 +4,14 @@ A stale lane's work (every change on its disk, untracked, ignored and nested rep
 too) is saved into its claim directory, read back and checked, before its worktree is
 removed; its branch, which holds its commits, is kept. A lane whose work cannot be saved
 is left as it is and reported, and gc goes on with the others.
+
+On a remote (docs/remote.md) a lane is stale when its claim ref's last commit (the last
+heartbeat) is older than `stale_after`, whichever machine holds it. A lane held here is
+saved and reaped as above, its claim ref deleted with a lease; a lane held on another
+machine is reaped by deleting its claim ref alone, with a lease pinned to the commit read:
+its worktree, its saved work and its branch are on that machine, and are never touched from
+here (a pushed branch stays on the remote). That machine, once back, finds its claim gone
+and archives its claim directory (docs/remote.md, "Faults").
 """
 
 from __future__ import annotations
@@ -16,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanes import claims, git, state, worktrees
+from lanes import claims, coord, git, state, worktrees
 from lanes.config import Config
-from lanes.errors import LanesError, OperationalError
+from lanes.errors import Contention, LanesError, OperationalError, Refused
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,15 @@ def gc(cfg: Config, dry_run: bool = False) -> GcReport:
     lanes are done when a lane could not be finished: no command reports work it did not do."""
     report = GcReport(dry_run)
     now = time.time()
+    c = coord.for_config(cfg)
     for wave in state.waves(cfg):
-        for lane, hist in sorted(state.histories(cfg, wave).items()):
+        held = c.holders(wave) if c.kind != "local" else None
+        for lane, hist in sorted(state.histories(cfg, wave, held).items()):
             try:
-                action = _collect(cfg, wave, lane, hist, now, dry_run)
+                if held is not None and hist.state == "claimed" and lane in held:
+                    action = _reap_remote_if_stale(cfg, c, wave, lane, held[lane], now, dry_run)
+                else:
+                    action = _collect(cfg, wave, lane, hist, now, dry_run)
             except LanesError as exc:  # a save that failed or did not check: report, go on
                 report.failed.append(_failure(wave, lane, exc))
                 continue
@@ -143,8 +156,57 @@ def _reap_if_stale(cfg: Config, wave: str, lane: str, now: float, dry_run: bool)
         return _reap(cfg, wave, lane, record, reason, dry_run)
 
 
+def _reap_remote_if_stale(
+    cfg: Config,
+    c: coord.Coord,
+    wave: str,
+    lane: str,
+    holder: coord.Holder,
+    now: float,
+    dry_run: bool,
+) -> GcAction | None:
+    """Reap a lane whose claim ref has not moved for `stale_after`, from any machine; a
+    heartbeat, submit or release since it was read makes the lease fail: not reaped."""
+    if holder.submitted or holder.beat is None or holder.token == "":
+        return None  # submitted: the integrator's; no time read: never judged stale
+    age = now - holder.beat
+    if age <= cfg.stale_after_seconds:
+        return None
+    reason = f"no heartbeat for {int(age)}s (stale_after {cfg.settings.stale_after})"
+    record = claims.read_record(cfg.claim_dir(wave, lane))
+    if record is not None and record.to_json() == holder.record:
+        with _locked(cfg, wave, lane, dry_run):  # held here: saved, then reaped
+            return _reap(cfg, wave, lane, record, reason, dry_run, holder)
+    raw = holder.record or {}
+    host, where = str(raw.get("host", "")), str(raw.get("worktree", ""))
+    if dry_run:
+        return GcAction(wave, lane, "reap", reason, where)
+    try:
+        c.retire(wave, lane, holder, "reaped")
+    except (Contention, Refused):
+        return None  # it heartbeated, or was released, since it was read: alive
+    claims.ledger(cfg, wave).append(
+        "reap",
+        lane,
+        holder.agent,
+        reason=reason,
+        held_on=host,
+        worktree=where,
+        worktree_left_on=host,  # nothing of that machine's disk is touched from here
+        branch_kept=str(raw.get("branch", cfg.branch(wave, lane))),
+        claim=holder.token,
+    )
+    return GcAction(wave, lane, "reap", reason + f", held on {host or 'another machine'}", where)
+
+
 def _reap(
-    cfg: Config, wave: str, lane: str, record: claims.ClaimRecord, reason: str, dry_run: bool
+    cfg: Config,
+    wave: str,
+    lane: str,
+    record: claims.ClaimRecord,
+    reason: str,
+    dry_run: bool,
+    holder: coord.Holder | None = None,
 ) -> GcAction:
     path = Path(record.worktree)
     vanished = not worktrees.is_ours(cfg, path)
@@ -152,7 +214,10 @@ def _reap(
         return GcAction(wave, lane, "reap", reason, str(path), None, vanished)
     claim_dir = cfg.claim_dir(wave, lane)
     retired = claims.retire_worktree(cfg, claim_dir, record, "reap", keep=False)
-    dest = claims.archive(cfg, wave, lane, "reaped")
+    if holder is not None:  # on a remote: the claim ref deleted with a lease, then archived
+        dest = coord.for_config(cfg).retire(wave, lane, holder, "reaped")
+    else:
+        dest = claims.archive(cfg, wave, lane, "reaped")
     details = retired.details(dest)
     saved = details["saved_patch"]
     claims.ledger(cfg, wave).append(

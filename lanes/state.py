@@ -39,8 +39,9 @@ class LaneHistory:
     bounce_reason: str = ""  # why the integrator bounced it last (when state is bounced)
 
 
-def histories(cfg: Config, wave: str) -> dict[str, LaneHistory]:
-    """Every lane the wave has seen, with its state as the ledger and the claim dirs say."""
+def histories(cfg: Config, wave: str, held: dict[str, Any] | None = None) -> dict[str, LaneHistory]:
+    """Every lane the wave has seen, with its state as the ledger and the claim dirs say
+    (on a remote: the claim refs, `held` when the caller has just read them)."""
     check_wave(wave)
     found: dict[str, LaneHistory] = {}
     for ev in claims.ledger(cfg, wave).events():
@@ -60,7 +61,8 @@ def histories(cfg: Config, wave: str) -> dict[str, LaneHistory]:
     c = coord.for_config(cfg)
     if c.kind != "local":
         # The claim refs decide, as the claim dirs do on one machine.
-        held = c.holders(wave)
+        if held is None:
+            held = c.holders(wave)
         for lane, holder in held.items():
             known = found.get(lane)
             if known is None or known.state in ("released", "reaped"):
@@ -168,18 +170,28 @@ class LaneStatus:
     # checks, a time that is not a time or lies in the future, a heartbeat that is not
     # lanes' file), and what it does about it: shown instead of a crash.
     problems: list[str] = field(default_factory=list)
+    # On a remote: the host of a lane held on another machine (its worktree is there).
+    held_on: str = ""
 
 
 def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
     """Every lane of `wave`, or of every wave when it is None. A wave named but invalid
     (the empty name too) or unknown is bad input, as for lanes verify and lanes ledger."""
+    from lanes import coord
+
     rows = []
     now = time.time()
+    c = coord.for_config(cfg)
     for w in [known_wave(cfg, wave)] if wave is not None else waves(cfg):
-        for lane, hist in sorted(histories(cfg, w).items()):
+        held = c.holders(w) if c.kind != "local" else None
+        for lane, hist in sorted(histories(cfg, w, held).items()):
             claim_dir = cfg.claim_dir(w, lane)
             problems: list[str] = []
             record = claims.read_record(claim_dir, problems)
+            holder = (held or {}).get(lane)
+            if record is None and holder is not None and not claim_dir.is_dir():
+                rows.append(_remote_row(cfg, w, lane, hist, holder, now))
+                continue
             if record is None and problems:
                 problems.append(
                     "lanes leaves this lane alone until the record is fixed or its claim "
@@ -213,6 +225,47 @@ def status(cfg: Config, wave: str | None = None) -> list[LaneStatus]:
                 )
             )
     return rows
+
+
+def _remote_row(
+    cfg: Config, wave: str, lane: str, hist: LaneHistory, holder: Any, now: float
+) -> LaneStatus:
+    """A lane held on another machine: what its claim ref says (the record in its commit,
+    the heartbeat its committer time); its worktree is on that machine."""
+    problems: list[str] = []
+    record = holder.record or {}
+    stamp = str(record.get("time", ""))
+    age = _age(stamp, now, problems) if stamp else None
+    hb: int | None = None
+    if holder.beat:
+        if holder.beat > now + FUTURE_SKEW:
+            problems.append(
+                f"the last heartbeat of {wave}/{lane} on the remote is in the future "
+                "(its machine's clock is ahead): not judged stale"
+            )
+        else:
+            hb = max(0, int(now - holder.beat))
+    host = str(record.get("host", "")) or "unknown"
+    branch = cfg.branch(wave, lane)
+    return LaneStatus(
+        wave=wave,
+        lane=lane,
+        agent=hist.agent or holder.agent,
+        state=hist.state,
+        worktree=str(record.get("worktree", "")),
+        branch=branch,
+        claimed_at=stamp,
+        age_seconds=age,
+        heartbeat_age_seconds=hb,
+        stale=hist.state == "claimed" and hb is not None and hb > cfg.stale_after_seconds,
+        commits_ahead=0
+        if hist.state == "integrated"
+        else git.commits_ahead(cfg.main_checkout, cfg.main, branch),
+        fragments=0,
+        bounce_reason=hist.bounce_reason if hist.state == "bounced" else "",
+        problems=problems,
+        held_on=host,
+    )
 
 
 FUTURE_SKEW = 300  # seconds a time read back may be ahead of this clock and still count as now

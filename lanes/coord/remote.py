@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -43,6 +45,136 @@ if TYPE_CHECKING:
 RECORD = "claim.json"
 FRAGMENTS = "fragments"
 APPEND_PATIENCE = 120.0  # seconds an append keeps retrying lost leases before giving up
+TIMEOUT_ENV = "LANES_REMOTE_TIMEOUT"  # seconds one git call to the remote may take
+TIMEOUT = 60.0
+FAILPOINT_ENV = "LANES_FAILPOINT"
+
+
+def failpoint(name: str) -> None:
+    """Testing aid, as the integrator's: LANES_FAILPOINT=<name> makes the command SIGKILL
+    itself right here (between a local and a remote step); LANES_FAILPOINT=<name>:wait:<file>
+    writes <file>.reached and waits (a minute at most) until <file> exists, so a test can cut
+    the network at exactly this step."""
+    want = os.environ.get(FAILPOINT_ENV, "")
+    point, _, rest = want.partition(":")
+    if point != name:
+        return
+    if not rest.startswith("wait:"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    gate = Path(rest[len("wait:") :])
+    gate.with_name(gate.name + ".reached").write_text(f"{os.getpid()}\n", encoding="utf-8")
+    deadline = time.monotonic() + 60
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _timeout() -> float:
+    try:
+        return max(0.5, float(os.environ.get(TIMEOUT_ENV, "") or TIMEOUT))
+    except ValueError:
+        return TIMEOUT
+
+
+def _talk(repo: Path, args: Sequence[str]) -> git.GitResult:
+    """One git command that talks to the remote, bounded in wall-clock time.
+
+    git has no connect timeout (a `git://` connect to a host that drops packets blocks for
+    about two minutes; `http.lowSpeedTime` bounds only a stalled transfer): after
+    LANES_REMOTE_TIMEOUT seconds (60 unless set) the command is killed with its process
+    group (git's helpers too) and answers 124, "timed out", as a remote that cannot be
+    reached. (The one place besides lanes/git.py that starts git: lanes/git.py's runner has
+    no timeout yet.)"""
+    limit = _timeout()
+    stall = ["-c", "http.lowSpeedLimit=1000", "-c", f"http.lowSpeedTime={max(1, int(limit))}"]
+    try:
+        proc = subprocess.Popen(
+            ["git", *stall, *args],
+            cwd=repo,
+            env=git.clean_env({"GIT_ASKPASS": "true", "SSH_ASKPASS": "true"}),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise OperationalError("git-failed", f"cannot run git: {exc}", hint="install git") from exc
+    try:
+        out, err = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        said = f"no answer within {limit:g}s ({TIMEOUT_ENV}), git was stopped"
+        return git.GitResult(124, "", said)
+    except BaseException:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return git.GitResult(
+        proc.returncode,
+        out.decode("utf-8", "surrogateescape"),
+        err.decode("utf-8", "replace").strip(),
+    )
+
+
+_QUIET = ["-c", "protocol.version=2", "-c", "gc.auto=0", "-c", "maintenance.auto=false"]
+
+
+def _ls_remote(
+    repo: Path, remote: str, patterns: Sequence[str]
+) -> tuple[dict[str, str] | None, str]:
+    """As git.ls_remote, bounded."""
+    res = _talk(repo, [*_QUIET, "ls-remote", "--", remote, *patterns])
+    if res.returncode != 0:
+        return None, res.stderr.strip() or res.stdout.strip()
+    found: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref and not ref.endswith("^{}"):
+            found[ref] = sha
+    return found, ""
+
+
+def _fetch_objects(repo: Path, remote: str, shas: Sequence[str]) -> git.GitResult:
+    """As git.fetch_objects, bounded."""
+    args = [*_QUIET, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--", remote]
+    return _talk(repo, [*args, *shas])
+
+
+def _push_atomic(
+    repo: Path, remote: str, updates: Sequence[tuple[str, str, str | None]]
+) -> git.GitResult:
+    """As git.push_atomic, bounded."""
+    args = [*_QUIET, "push", "--atomic", "--porcelain", "--no-verify", "--quiet"]
+    for _, dst, old in updates:
+        if old is not None:
+            args.append(f"--force-with-lease={dst}:{old}")
+    args += [
+        "--",
+        remote,
+        *(f"{'+' if old is None else ''}{src}:{dst}" for src, dst, old in updates),
+    ]
+    return _talk(repo, args)
+
+
+TRANSPORT_TRIES = 4  # a connection reset is tried again; a timeout is not
+
+
+def _transient(said: str) -> bool:
+    """A transport error worth one more try at once: the server reset the connection (git
+    daemon's listen backlog is 5) or hung up early; never a timeout or a refusal."""
+    return (
+        any(
+            word in said
+            for word in (
+                "Connection reset",
+                "read error",
+                "the remote end hung up unexpectedly",
+                "early EOF",
+            )
+        )
+        and "no answer within" not in said
+    )
 
 
 # What the server says when another push changed the ref first, or held its lock at that
@@ -61,8 +193,10 @@ _RACED = (
 class _Push:
     """git's answer to one atomic push, ref by ref."""
 
-    def __init__(self, result: git.GitResult) -> None:
+    def __init__(self, result: git.GitResult, retried: bool = False) -> None:
         self.ok = result.returncode == 0
+        self.timed_out = result.returncode == 124
+        self.retried = retried  # an earlier try failed in transport: it may have landed
         self.status: dict[str, str] = {}  # ref -> "ok", "stale", or git's reason
         for line in result.stdout.splitlines():
             parts = line.split("\t")
@@ -124,10 +258,14 @@ class RemoteCoord:
         )
 
     def _ls(self, patterns: Sequence[str], doing: str) -> dict[str, str]:
-        found, said = git.ls_remote(self.repo, self.remote, patterns)
-        if found is None:
-            raise self._failed(doing, said)
-        return found
+        for attempt in range(TRANSPORT_TRIES):
+            found, said = _ls_remote(self.repo, self.remote, patterns)
+            if found is not None:
+                return found
+            if not _transient(said) or attempt == TRANSPORT_TRIES - 1:
+                break
+            time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+        raise self._failed(doing, said)
 
     def _fetch(self, shas: Sequence[str], doing: str) -> None:
         said = ""
@@ -135,7 +273,7 @@ class RemoteCoord:
             missing = git.missing_objects(self.repo, list(dict.fromkeys(shas)))
             if not missing:
                 return
-            res = git.fetch_objects(self.repo, self.remote, missing)
+            res = _fetch_objects(self.repo, self.remote, missing)
             if res.returncode == 0:
                 return
             # Fetches racing in one clone can trip over each other's packs ("did not send
@@ -147,12 +285,19 @@ class RemoteCoord:
     def _push(self, updates: Sequence[tuple[str, str, str | None]], doing: str) -> _Push:
         """Push; a lost lease is an answer, anything else the server or the network says
         is remote-failed."""
-        pushed = _Push(git.push_atomic(self.repo, self.remote, updates))
-        if pushed.ok:
-            return pushed
-        if not pushed.status or pushed.refused():
-            raise self._failed(doing, pushed.refused() or pushed.said)
-        return pushed
+        retried = False
+        for attempt in range(TRANSPORT_TRIES):
+            pushed = _Push(_push_atomic(self.repo, self.remote, updates), retried)
+            if pushed.ok or (pushed.status and not pushed.refused()):
+                return pushed  # done, or a lost lease: the caller reads again
+            if pushed.refused() or not _transient(pushed.said) or attempt == TRANSPORT_TRIES - 1:
+                break
+            # A connection reset before any answer (git daemon under a burst): the push may
+            # or may not have landed. Pushing again is safe, every update being pinned: a
+            # lease lost to our own first try is told apart by the callers (`retried`).
+            retried = True
+            time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+        raise self._failed(doing, pushed.refused() or pushed.said)
 
     def _commit(self, files: dict[str, bytes] | str, parents: Sequence[str], message: str) -> str:
         tree = files if isinstance(files, str) else git.write_tree_of(self.repo, files)
@@ -178,13 +323,19 @@ class RemoteCoord:
             {RECORD: data}, [], self._claim_message("claim", wave, lane, record["agent"])
         )
         for _ in range(5):
+            failpoint("remote-claim-push")
             pushed = self._push([(commit, ref, "")], f"claiming {wave}/{lane}")
             if pushed.ok:
+                failpoint("remote-claim-pushed")
                 self._settle_local(wave, lane, prepared)
                 return True, Holder(record["agent"], record, commit, time.time())
+            failpoint("remote-claim-lost")
             holder = self.holder(wave, lane)
             if holder is None:
                 continue  # released between our push and our read: try again
+            if holder.token == commit:  # our own try landed before its answer was lost
+                self._settle_local(wave, lane, prepared)
+                return True, holder
             if self._ours_abandoned(holder, record, wave, lane):
                 # A claim of this agent on this machine whose command was killed between
                 # its remote step and its local one: this claim finishes it.
@@ -266,6 +417,8 @@ class RemoteCoord:
             if self._push([(commit, ref, expect.token)], doing).ok:
                 return Holder(expect.agent, expect.record, commit, time.time(), expect.submitted)
             now = self.holder(wave, lane)
+            if now is not None and now.token == commit:
+                return now  # our own try landed before its answer was lost
             if now is None or now.record != expect.record:
                 raise _not_held(wave, lane, self.where)
             expect = now
@@ -280,9 +433,13 @@ class RemoteCoord:
         ref = self._ref(wave, "claims", lane)
         doing = f"{why} {wave}/{lane}"
         for _ in range(5):
-            if self._push([("", ref, expect.token)], doing).ok:
+            failpoint(f"remote-{why}-push")
+            pushed = self._push([("", ref, expect.token)], doing)
+            if pushed.ok:
                 break
             now = self.holder(wave, lane)
+            if now is None and pushed.retried:
+                break  # our own try deleted it before its answer was lost
             if now is None or now.record != expect.record:
                 raise _not_held(wave, lane, self.where)
             if why == "reaped":
@@ -297,6 +454,7 @@ class RemoteCoord:
             expect = now
         else:
             raise self._failed(doing, "the claim kept moving under lanes")
+        failpoint(f"remote-{why}-pushed")
         if self.cfg.claim_dir(wave, lane).exists():
             return local.archive(self.cfg, wave, lane, why)
         return self.cfg.claim_dir(wave, lane)
@@ -321,11 +479,15 @@ class RemoteCoord:
                 files[f"{FRAGMENTS}/.none"] = b""
             message = self._claim_message("submit", wave, lane, expect.agent) + f"head: {tip}\n"
             commit = self._commit(files, [expect.token], message)
+            failpoint("remote-submit-push")
             pushed = self._push([(tip, head, there), (commit, ref, expect.token)], doing)
             if pushed.ok:
+                failpoint("remote-submit-pushed")
                 return Holder(expect.agent, expect.record, commit, time.time(), True, fragments)
             if pushed.stale(ref):
                 now = self.holder(wave, lane)
+                if now is not None and now.token == commit:
+                    return now  # our own try landed before its answer was lost
                 if now is None or now.record != expect.record:
                     raise _not_held(wave, lane, self.where)
                 expect = now
@@ -411,6 +573,8 @@ class RemoteCoord:
                 return Landed(True, new, "", made)
             if pushed.stale(main):
                 found = self._ls([main], doing).get(main, "")
+                if found == new and pushed.retried:  # our own try landed, answer lost
+                    return Landed(True, new, "", made)
                 return Landed(False, found, f"{self.cfg.main} moved on the {self.where}")
             if time.monotonic() > deadline:
                 raise self._failed(doing, "the ledger kept moving under lanes")
@@ -484,14 +648,22 @@ class RemoteLedger:
         doing = f"recording the {event} event in the ledger of wave {self.wave}"
         deadline = time.monotonic() + APPEND_PATIENCE
         pause = 0.005
+        tried: dict[str, Event] = {}  # commits pushed whose answer was lost in transport
         while True:
             try:
                 tip = self.coord._ls([self.ref], doing).get(self.ref, "")
                 if tip:
                     self.coord._fetch([tip], doing)
+                for sha, ev in tried.items():
+                    if tip and git.is_ancestor(self.coord.repo, sha, tip):
+                        return ev  # it landed: never appended twice
                 new, made = self.build(tip, [PendingEvent(event, lane, agent, details)])
-                if self.coord._push([(new, self.ref, tip)], doing).ok:
+                failpoint("remote-append-push")
+                pushed = self.coord._push([(new, self.ref, tip)], doing)
+                if pushed.ok:
                     return made[0]
+                if pushed.retried:
+                    tried[new] = made[0]
             except OperationalError as exc:
                 exc.extra.setdefault("recorded", False)
                 raise
@@ -569,7 +741,9 @@ class RemoteLedger:
                 if line.startswith("| ") and not line.startswith("| #")
             ]
             want = [self._row(m) for _, _, _, m in commits]
-            rendered_ok = rows == [f"{ev.body} {ev.chain} |" for ev in want if ev]
+            # A rendering behind the chain is a cache not read since (an append does not
+            # render); one that is not a prefix of it was edited.
+            rendered_ok = rows == [f"{ev.body} {ev.chain} |" for ev in want if ev][: len(rows)]
         self._render([ev for ev in (self._row(m) for _, _, _, m in commits) if ev])
         if tip:
             try:
