@@ -1,16 +1,17 @@
 """`lanes integrate --dry-run`: the plan and what the pass would do, changing nothing.
 
-Each lane is predicted with `git merge-tree --write-tree` against a simulated integration
-head, and judged by the same `plan.Surfaces` as the real pass: no ref, worktree, inbox file or
-ledger line changes; only unreachable objects are written.
+Each lane is landed exactly as the pass lands it (integrator/land.py: its commits replayed
+with merge-tree, its fragments judged by the same `plan.Surfaces`), on a simulated
+integration head, in a folder of the system's temporary directory: no ref, worktree, inbox
+file, ledger line or lock changes; only unreachable objects are written. Tests are not run;
+the stacks the pass would test are shown.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from integrator import plan
-from lanes import git
+from integrator import batches, land, plan
 from lanes.config import Config
 from lanes.surfaces import version
 
@@ -43,71 +44,68 @@ class DryRun:
     version_bump: str | None
     deploy_diff: str
     tests: str
+    batch: int = 32
+    test_jobs: int = 1
+    batches: list[list[str]] = field(default_factory=list)  # the stacks a test would run on
 
     def to_json(self) -> dict[str, object]:
         return {"dry_run": True, **self.__dict__, "lanes": [p.__dict__ for p in self.lanes]}
 
 
 def predict(cfg: Config, wave: str) -> DryRun:
-    """The plan and what it would do, predicted with `git merge-tree --write-tree`: no ref,
+    """The plan and what it would do, each lane landed as the pass lands it: no ref,
     worktree, inbox file or ledger line changes (it only adds unreachable objects)."""
     import difflib
 
     the_plan = plan.read(cfg, wave)
-    repo = cfg.main_checkout
-    surfaces = plan.Surfaces(
-        cfg, lambda path: git.show_file(repo, the_plan.head, path), the_plan.earlier_ops
-    )
-    deploy_before = surfaces.deploy_text or ""
-    sim = the_plan.head
     found: list[Prediction] = []
     added: list[str] = []
     squash = cfg.settings.land == "squash"
-    for lp in the_plan.lanes:
-        own = len(git.commits_to_replay(repo, the_plan.head, lp.tip)) if lp.tip else 0
-        try:
-            if lp.problem is not None:
-                raise plan.BounceError(lp.problem.reason, lp.problem.files, lp.problem.message)
-            assert lp.tip is not None
-            clean, tree, conflicted = git.merge_tree(repo, sim, lp.tip)
-            if not clean:
-                raise plan.BounceError(
-                    "conflict", conflicted, f"predicted conflict in {', '.join(conflicted)}"
+    with land.Workspace(cfg, the_plan.head) as ws:
+        lander = land.Lander(cfg, wave, ws)
+        head = lander.head(the_plan.head)
+        surfaces = plan.Surfaces(
+            cfg, lambda path: lander.read_text(head.tree, path), the_plan.earlier_ops
+        )
+        deploy_before = surfaces.deploy_text or ""
+        for lp in the_plan.lanes:
+            own = len(lp.commits)
+            try:
+                if lp.problem is not None:
+                    raise plan.BounceError(lp.problem.reason, lp.problem.files, lp.problem.message)
+                landed = lander.land(head, lp, surfaces)
+            except plan.BounceError as exc:
+                found.append(
+                    Prediction(
+                        lp.lane,
+                        lp.agent,
+                        "bounce",
+                        own,
+                        lp.fragment_files,
+                        reason=exc.reason,
+                        files=exc.files,
+                        message=exc.message,
+                        own_commits=own,
+                    )
                 )
-            present = set(git.list_files(repo, tree, cfg.entries_dir()) or [])
-            change = surfaces.change_for(lp, present, plan.seen_by(repo, lp.tip))
-        except plan.BounceError as exc:
+                continue
+            surfaces.accept(lp, landed.change)
+            added += landed.change.entries
+            head = landed.head
             found.append(
                 Prediction(
                     lp.lane,
                     lp.agent,
-                    "bounce",
-                    own,
+                    "land",
+                    1 if squash else own,
                     lp.fragment_files,
-                    reason=exc.reason,
-                    files=exc.files,
-                    message=exc.message,
+                    landed.change.entries,
+                    lp.bump,
+                    [f"{op.op} {op.path}" for op in landed.change.ops],
                     own_commits=own,
                 )
             )
-            continue
-        surfaces.accept(lp, change)
-        added += change.entries
-        sim = git.commit_tree(repo, tree, [sim, lp.tip], "lanes dry run: a simulated landing\n")
-        found.append(
-            Prediction(
-                lp.lane,
-                lp.agent,
-                "land",
-                1 if squash else own,
-                lp.fragment_files,
-                change.entries,
-                lp.bump,
-                [f"{op.op} {op.path}" for op in change.ops],
-                own_commits=own,
-            )
-        )
-    landing = {p.lane for p in found if p.outcome == "land"}
+    landing = [p.lane for p in found if p.outcome == "land"]
     requested = version.largest(
         [lp.bump for lp in the_plan.lanes if lp.lane in landing and lp.bump]
     )
@@ -119,6 +117,7 @@ def predict(cfg: Config, wave: str) -> DryRun:
         fromfile=f"a/{surfaces.deploy_path}",
         tofile=f"b/{surfaces.deploy_path}",
     )
+    testing = bool(cfg.settings.test_command)
     return DryRun(
         wave,
         the_plan.head,
@@ -129,5 +128,8 @@ def predict(cfg: Config, wave: str) -> DryRun:
         after,
         f"{step} {the_plan.version} -> {after}" if after else None,
         "".join(diff),
-        "not run in a dry run" if cfg.settings.test_command else "no test_command configured",
+        "not run in a dry run" if testing else "no test_command configured",
+        cfg.settings.batch,
+        cfg.settings.test_jobs,
+        batches.planned(landing, cfg.settings.batch) if testing else [],
     )

@@ -1,15 +1,15 @@
-"""The serial integration pass: lanes in, one at a time, `main` moved once, nothing lost.
+"""The integration pass: lanes in, in submission order, `main` moved once, nothing lost.
 
-Lock -> clean up after a killed pass -> bring the ledger level with main -> plan -> in a
-scratch worktree detached at main: for each lane, cherry-pick its commits, apply its
-fragments in one commit carrying the trailers (with `land = "squash"`, the lane's commits
-and its fragments in that one commit, listing the lane's commits), run test_command -> bump
-the version once
--> move main by compare-and-swap -> bring the user's checkout along -> ledger -> archive
-the landed fragments. Everything before the compare-and-swap happens in the scratch
-worktree and the object store only, so a kill there changes nothing anyone can see;
-everything after it is derived from main's trailers and redone by the next run
-(docs/integrator.md, "Crash safety", goes through it line by line).
+Lock -> clean up after a killed pass -> bring the ledger level with main -> plan -> land
+each lane in the object store, no working tree (integrator/land.py: its commits replayed
+with merge-tree, its fragments in one commit carrying the trailers) -> with test_command,
+test them in stacks and bisect a red one (integrator/batches.py; the test runs in scratch
+worktrees, one per test job) -> bump the version once -> move main by compare-and-swap ->
+bring the user's checkout along -> ledger -> archive the landed fragments. Everything
+before the compare-and-swap happens in the object store and in scratch folders only, so a
+kill there changes nothing anyone can see; everything after it is derived from main's
+trailers and redone by the next run (docs/integrator.md, "Crash safety", goes through it
+line by line).
 """
 
 from __future__ import annotations
@@ -17,28 +17,29 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from integrator import checkout, plan, trailers
-from integrator.plan import Bounce, BounceError, LanePlan
-from lanes import claims, git, state, worktrees
+from integrator import batches, checkout, failpoint, land, plan, trailers
+from integrator.plan import Bounce
+from lanes import claims, git, ledger, state, worktrees
 from lanes.config import Config
 from lanes.errors import Contention, LanesError, OperationalError
-from lanes.surfaces import version
+
+if TYPE_CHECKING:
+    from lanes.coord import EventLog
 
 AGENT = "integrator"
 LOCK = "integrate.lock"
 OWNER = "integrate.owner"
 SCRATCH = "scratch"
-OUTPUT_TAIL = 20  # lines of a failing test's output kept in the bounce
+TESTED = "tested"  # the ledger event of a test run
+_failpoint = failpoint
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class IntegrateResult:
     reconciled: list[str] = field(default_factory=list)  # landed by a killed pass
     checkout: str = "unchanged"  # updated, detached, not-on-main, unchanged
     checkout_note: str = ""
+    tests: list[batches.TestRun] = field(default_factory=list)  # every test_command run
+    flaky: list[str] = field(default_factory=list)  # lanes bounced on contradicting runs
 
     @property
     def integrated(self) -> list[str]:
@@ -81,10 +84,23 @@ class IntegrateResult:
             "version_bump": self.version_bump,
             "landings": [ld.__dict__ for ld in self.landings],
             "checkout": {"status": self.checkout, "note": self.checkout_note},
+            "tests": [_run_json(run) for run in self.tests],
+            "flaky": self.flaky,
         }
 
 
-def integrate(cfg: Config, wave: str) -> IntegrateResult:
+def _run_json(run: batches.TestRun) -> dict[str, Any]:
+    return {
+        "lanes": run.lanes,
+        "result": "pass" if run.ok else "fail",
+        "seconds": round(run.seconds, 3),
+        "exit": run.code,
+    }
+
+
+def integrate(cfg: Config, wave: str, progress: batches.Progress | None = None) -> IntegrateResult:
+    """The pass. `progress`, when given, hears what the pass is doing (lane i of N, the
+    stack under test, the bisection's steps): the CLI shows it on a terminal."""
     state.known_wave(cfg, wave)  # before the lock: an unknown wave changes nothing
     with _pass_lock(cfg, wave):
         _failpoint("locked")
@@ -106,11 +122,18 @@ def integrate(cfg: Config, wave: str) -> IntegrateResult:
         result.reconciled, result.checkout_note = reconciled, note
         try:
             if the_plan.lanes:
-                _replay(cfg, the_plan, result)
+                _land_lanes(cfg, the_plan, result, log, progress)
             if result.head != the_plan.head:
                 _move_main(cfg, wave, result)
         except LanesError as exc:  # main did not move: say so, the lanes wait for a rerun
-            log.append("integrate-done", "", AGENT, aborted=exc.code, message=exc.message)
+            log.append(
+                "integrate-done",
+                "",
+                AGENT,
+                aborted=exc.code,
+                message=exc.message,
+                **_unrecorded_tests(result),
+            )
             raise
         for ld in result.landings:
             log.append(
@@ -127,8 +150,15 @@ def integrate(cfg: Config, wave: str) -> IntegrateResult:
             _archive(cfg, wave, ld.lane, ld.fragments)
             _failpoint("archived")
         for b in result.bounced:
+            extra = {"together_with": b.together_with} if b.together_with else {}
             log.append(
-                "bounced", b.lane, b.agent, reason=b.reason, files=b.files, message=b.message
+                "bounced",
+                b.lane,
+                b.agent,
+                reason=b.reason,
+                files=b.files,
+                message=b.message,
+                **extra,
             )
         log.append(
             "integrate-done",
@@ -139,153 +169,86 @@ def integrate(cfg: Config, wave: str) -> IntegrateResult:
             reconciled=result.reconciled,
             head=result.head,
             version=result.version,
+            **_unrecorded_tests(result),
         )
         return result
 
 
-# -- the lanes, in the scratch worktree ------------------------------------------------
+# -- the lanes, in the object store (and the tests, in scratch worktrees) ---------------
 
 
-def _replay(cfg: Config, the_plan: plan.Plan, result: IntegrateResult) -> None:
-    env = git.identity_env(cfg.main_checkout)
-    scratch = _make_scratch(cfg, the_plan.head)
-    _failpoint("scratch")
-    try:
-        surfaces = plan.Surfaces(cfg, lambda p: _read(scratch, p), the_plan.earlier_ops)
-        head = the_plan.head
-        for lp in the_plan.lanes:
-            if lp.problem is not None:
-                result.bounced.append(lp.problem)
-                continue
-            try:
-                landing = _land(cfg, the_plan.wave, scratch, head, lp, surfaces, env)
-            except BounceError as exc:
-                git.reset_scratch(scratch, head)
-                result.bounced.append(exc.bounce(lp))
-                continue
-            head = landing.commits[-1]
-            result.landings.append(landing)
-            _failpoint("landed-in-scratch")
-        requested = version.largest([ld.bump for ld in result.landings if ld.bump])
-        step = plan.version_step(the_plan.applied_bump, requested)
-        if step is not None:
-            head, result.version_bump, result.version = _bump(
-                cfg, the_plan.wave, scratch, step, env
-            )
-        result.head = head
-    finally:
-        _remove_scratch(cfg, scratch)
-
-
-def _land(
+def _land_lanes(
     cfg: Config,
-    wave: str,
-    scratch: Path,
-    head: str,
-    lp: LanePlan,
-    surfaces: plan.Surfaces,
-    env: dict[str, str],
-) -> Landing:
-    assert lp.tip is not None
-    repo = cfg.main_checkout
-    squash = cfg.settings.land == "squash"
-    own = git.replayed_changes(repo, head, lp.tip) if squash else []
-    picks = [c.sha for c in own] if squash else git.commits_to_replay(repo, head, lp.tip)
-    if picks:
-        res = git.cherry_pick(scratch, picks, env)
-        if res.returncode != 0:
-            files = git.conflicted_paths(scratch)
-            if files:
-                raise BounceError(
-                    "conflict", files, f"the lane conflicts with {cfg.main}: {', '.join(files)}"
-                )
-            raise BounceError("replay-failed", [], (res.stderr or res.stdout).strip()[-500:])
-    present: set[str] = set()
-    if lp.entries:
-        present = set(git.list_files(scratch, "HEAD", cfg.entries_dir()) or [])
-    change = surfaces.change_for(lp, present, plan.seen_by(repo, lp.tip))
-    for path, text in change.files.items():
-        (scratch / path).parent.mkdir(parents=True, exist_ok=True)
-        (scratch / path).write_bytes(text.encode("utf-8"))
-    summary = [f"manifest: + {e}" for e in change.entries]
-    summary += [f"deploy: {op.op} {op.path}" for op in change.ops]
-    summary += [f"version: {lp.bump} bump requested"] if lp.bump else []
-    message = trailers.lane_message(wave, lp.lane, lp.fragment_files, summary)
-    if squash:  # the same replay, then its commits folded into the one that carries trailers
-        git.reset_soft(scratch, head)
-        message = _listing_commits(message, own)
-        env = {**env, **_author_of(own)}
-    marker = git.commit_paths(scratch, sorted(change.files), message, env)
-    if cfg.settings.test_command:
-        _test(cfg, scratch, wave, lp)
-        git.reset_scratch(scratch, marker)  # what the test left behind is not the next lane's
-    surfaces.accept(lp, change)
-    return Landing(
-        lp.lane,
-        lp.agent,
-        git.commits_to_replay(scratch, head, marker),
-        lp.fragment_files,
-        change.entries,
-        lp.bump,
-        len(change.ops),
-    )
+    the_plan: plan.Plan,
+    result: IntegrateResult,
+    log: EventLog,
+    progress: batches.Progress | None,
+) -> None:
+    tester: batches.Tester | None = None
+    made: list[Path] = []
 
+    def make_worktree(rev: str) -> Path:
+        made.append(_make_scratch(cfg, rev))
+        return made[-1]
 
-def _listing_commits(message: str, own: list[git.CommitFiles]) -> str:
-    """A squashed lane's message: the lane's own commits (short sha, subject) listed after
-    the subject line, the fragments' summary and the trailers as a replayed lane has them."""
-    subject, _, rest = message.partition("\n\n")
-    listed = "\n".join(f"- {c.sha[:12]} {c.subject}" for c in own) or "- none: fragments only"
-    return f"{subject}\n\nThe lane's own commits, squashed into this one:\n{listed}\n\n{rest}"
+    def record(run: batches.TestRun) -> None:
+        verdict = "passed" if run.ok else f"failed (exit {run.code})"
+        if progress:
+            progress("test", f"test {verdict} in {run.seconds:.1f} s: {len(run.lanes)} lane(s)")
+        if TESTED in ledger.EVENTS:
+            log.append(
+                "tested",
+                "",
+                AGENT,
+                lanes=run.lanes,
+                result="pass" if run.ok else "fail",
+                seconds=round(run.seconds, 3),
+                exit=run.code,
+            )
 
-
-def _author_of(own: list[git.CommitFiles]) -> dict[str, str]:
-    """The squash commit's author: the author of the lane's last commit (the pass commits)."""
-    if not own or not own[-1].author_name.strip():  # git refuses an empty name
-        return {}
-    return {"GIT_AUTHOR_NAME": own[-1].author_name, "GIT_AUTHOR_EMAIL": own[-1].author_email}
-
-
-def _test(cfg: Config, scratch: Path, wave: str, lp: LanePlan) -> None:
-    """test_command from the configuration (never from a fragment), in the scratch tree."""
-    command = cfg.settings.test_command
-    proc = subprocess.run(
-        command,
-        shell=True,
-        cwd=scratch,
-        env=git.clean_env({"LANES_WAVE": wave, "LANES_LANE": lp.lane}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-OUTPUT_TAIL:]
-        raise BounceError(
-            "test-failed",
-            [],
-            f"test_command {command!r} exited {proc.returncode}"
-            + (":\n" + "\n".join(tail) if tail else ""),
-        )
-
-
-def _bump(
-    cfg: Config, wave: str, scratch: Path, step: str, env: dict[str, str]
-) -> tuple[str, str, str]:
-    names = cfg.surfaces.version_files
-    texts = {name: _read(scratch, name) or "" for name in names}
-    old, new, changed = version.bump_files(texts, step)
-    for name, text in changed.items():
-        (scratch / name).write_bytes(text.encode("utf-8"))
-    sha = git.commit_paths(scratch, names, trailers.bump_message(wave, step, old, new), env)
-    return sha, f"{step} {old} -> {new}", new
-
-
-def _read(scratch: Path, path: str) -> str | None:
     try:
-        return (scratch / path).read_bytes().decode("utf-8")
-    except (FileNotFoundError, IsADirectoryError):
-        return None
+        with land.Workspace(cfg, the_plan.head, _scratch_root(cfg)) as ws:
+            lander = land.Lander(cfg, the_plan.wave, ws)
+            start = lander.head(the_plan.head)
+            surfaces = plan.Surfaces(
+                cfg, lambda path: lander.read_text(start.tree, path), the_plan.earlier_ops
+            )
+            if cfg.settings.test_command:
+                tester = batches.Tester(
+                    cfg, the_plan.wave, cfg.settings.test_jobs, make_worktree, record
+                )
+            engine = batches.Batches(cfg, lander, the_plan.applied_bump, tester, progress)
+            outcome = engine.run(start, surfaces, the_plan.lanes)
+    finally:
+        if tester is not None:
+            result.tests = list(tester.runs)
+        for path in made:
+            _remove_scratch(cfg, path)
+    result.tests, result.flaky = outcome.runs, outcome.flaky
+    result.landings = [
+        Landing(
+            step.lane.lane,
+            step.lane.agent,
+            step.landed.commits,
+            step.lane.fragment_files,
+            step.landed.change.entries,
+            step.lane.bump,
+            len(step.landed.change.ops),
+        )
+        for step in outcome.steps
+    ]
+    result.bounced = outcome.bounced
+    result.head = outcome.head.sha
+    if outcome.version_bump:
+        result.version_bump, result.version = outcome.version_bump, outcome.version
+
+
+def _unrecorded_tests(result: IntegrateResult) -> dict[str, Any]:
+    """The test runs, in the done row, while the ledger has no `tested` event to give
+    each its own row (lanes/ledger.py's EVENTS)."""
+    if TESTED in ledger.EVENTS or not result.tests:
+        return {}
+    return {"tests": [_run_json(run) for run in result.tests]}
 
 
 # -- moving main and the user's checkout -----------------------------------------------
@@ -478,10 +441,3 @@ def _make_scratch(cfg: Config, rev: str) -> Path:
 def _remove_scratch(cfg: Config, path: Path) -> None:
     worktrees.remove(cfg, path)
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _failpoint(name: str) -> None:
-    """Testing aid: LANES_FAILPOINT=<name> makes the pass SIGKILL itself right here, so
-    the tests can kill it at each line that writes, not only where a timer lands."""
-    if os.environ.get("LANES_FAILPOINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)

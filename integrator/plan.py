@@ -9,6 +9,7 @@ same way.
 
 from __future__ import annotations
 
+import copy
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,9 +31,10 @@ APPLIED = "fragments.applied"  # beside fragments/ in the claim dir, once main h
 class Bounce:
     lane: str
     agent: str
-    reason: str  # conflict, test-failed, bad-fragment, missing-entry, deploy-conflict, ...
+    reason: str  # conflict, test-failed, test-flaky, bad-fragment, missing-entry, ...
     files: list[str]
     message: str
+    together_with: list[str] = field(default_factory=list)  # lanes it fails the test with
 
 
 class BounceError(Exception):
@@ -56,6 +58,7 @@ class LanePlan:
     bump: str | None = None
     patches: list[tuple[str, list[PatchOp]]] = field(default_factory=list)
     problem: Bounce | None = None  # found before any replay
+    commits: list[git.RawCommit] = field(default_factory=list)  # to replay, oldest first
 
 
 @dataclass(frozen=True)
@@ -89,15 +92,11 @@ def read(cfg: Config, wave: str) -> Plan:
     landed = trailers.landed(repo, head, wave)
     done = {ld.lane for ld in landed if ld.lane}
     bumps = [trailers.parse_bump(ld.version_bump)[0] for ld in landed if ld.version_bump]
-    lanes = [
-        _lane_plan(cfg, wave, hist, head)
-        for hist in state.submitted_in_order(cfg, wave)
-        if hist.lane not in done
-    ]
+    waiting = [hist for hist in state.submitted_in_order(cfg, wave) if hist.lane not in done]
     return Plan(
         wave,
         head,
-        lanes,
+        _lane_plans(cfg, wave, waiting, head),
         landed,
         version.largest(bumps),
         _earlier_ops(cfg, wave, landed),
@@ -153,29 +152,82 @@ def _earlier_ops(cfg: Config, wave: str, landed: list[trailers.Landed]) -> list[
     return found
 
 
-def _lane_plan(cfg: Config, wave: str, hist: state.LaneHistory, head: str) -> LanePlan:
+def _lane_plans(
+    cfg: Config, wave: str, waiting: list[state.LaneHistory], head: str
+) -> list[LanePlan]:
+    """Every waiting lane's plan, its commits read for all lanes at once: one `cat-file`
+    to resolve the submitted commits, one `git log --raw` for their commits and paths, one
+    `cat-file --batch` for the commits themselves, whatever the number of lanes."""
     repo = cfg.main_checkout
-    branch = cfg.branch(wave, hist.lane)
-    submitted = (hist.submit_details or {}).get("head") or branch
-    tip = git.rev_parse(repo, str(submitted))
-    lp = LanePlan(hist.lane, hist.agent, branch, tip)
-    try:
-        _check_lane(cfg, wave, lp, head)
-    except BounceError as exc:
-        lp.problem = exc.bounce(lp)
-    return lp
+    asked = [str((h.submit_details or {}).get("head") or cfg.branch(wave, h.lane)) for h in waiting]
+    tips = git.resolve_commits(repo, asked)
+    graph = git.commits_between(repo, head, [t for t in tips if t])
+    raw = {
+        sha: git.parse_commit(sha, data)
+        for sha, (kind, data) in git.read_objects(repo, list(graph)).items()
+        if kind == "commit"
+    }
+    plans = []
+    for hist, tip in zip(waiting, tips, strict=True):
+        lp = LanePlan(hist.lane, hist.agent, cfg.branch(wave, hist.lane), tip)
+        try:
+            _check_lane(cfg, wave, lp, head, Lineage(tip, graph, raw) if tip else None)
+        except BounceError as exc:
+            lp.problem = exc.bounce(lp)
+        plans.append(lp)
+    return plans
 
 
-def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
+@dataclass(frozen=True)
+class Lineage:
+    """A lane's commits not in main, read in bulk (`_lane_plans`), and what the guard's
+    rules say of them without asking git again."""
+
+    tip: str
+    graph: dict[str, git.GraphCommit]
+    raw: dict[str, git.RawCommit]
+
+    def members(self) -> set[str]:
+        seen: set[str] = set()
+        todo = [self.tip]
+        while todo:
+            sha = todo.pop()
+            if sha in self.graph and sha not in seen:
+                seen.add(sha)
+                todo += self.graph[sha].parents
+        return seen
+
+    def linear(self) -> list[str] | None:
+        """The lane's commits, oldest first, when they are one line of non-merge commits
+        whose oldest has its parent in main (what `guard.unlandable` accepts); else None."""
+        members = self.members()
+        chain, sha = [], self.tip
+        while sha in self.graph:
+            parents = self.graph[sha].parents
+            if len(parents) != 1:
+                return None
+            chain.append(sha)
+            sha = parents[0]
+        return chain[::-1] if len(chain) == len(members) else None
+
+
+def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str, lineage: Lineage | None) -> None:
     repo = cfg.main_checkout
-    if lp.tip is None:
+    if lp.tip is None or lineage is None:
         raise BounceError("no-branch", [], f"the submitted commit of {lp.branch} is gone")
     # What lands is the branch's own commits replayed one by one: a branch without history
     # in common with main, or with a merge, would land something other than what it holds.
-    shape = guard.unlandable(cfg, head, lp.tip, lp.branch)
-    if shape is not None:
-        raise BounceError(shape.code, [], f"{shape.message}: {shape.hint}")
-    forged = [sha[:12] for sha, msg in git.commit_messages(repo, head, lp.tip) if _lanes_keys(msg)]
+    chain = lineage.linear()
+    if chain is None:
+        shape = guard.unlandable(cfg, head, lp.tip, lp.branch)
+        if shape is not None:
+            raise BounceError(shape.code, [], f"{shape.message}: {shape.hint}")
+        chain = git.commits_to_replay(repo, head, lp.tip)  # not expected: ask git itself
+    missing = [sha for sha in chain if sha not in lineage.raw]
+    if missing:
+        raise BounceError("replay-failed", [], f"commit {missing[0][:12]} cannot be read")
+    lp.commits = [lineage.raw[sha] for sha in chain]
+    forged = [c.sha[:12] for c in reversed(lp.commits) if _lanes_keys(c.text)]
     if forged:
         raise BounceError(
             "forged-trailer",
@@ -184,8 +236,18 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str) -> None:
             "integrator writes (they would mark lanes integrated): reword them",
         )
     # Every commit the pass would land, not the net change: an edit put back by a later
-    # commit would still land on main as it is.
-    bad = guard.lane_violations(cfg, head, lp.tip)
+    # commit would still land on main as it is. The paths of every commit were read with
+    # the lane's commits; only a lane that changes a refused path, or a file the guard
+    # judges by its content, is asked about again, through the guard itself.
+    judged = set(guard._judged_by_content(cfg))
+    paths = [p for sha in chain if sha in lineage.graph for p in lineage.graph[sha].paths]
+    bad = (
+        guard.lane_violations(cfg, head, lp.tip)
+        if len(chain) != len(lineage.graph.keys() & set(chain))
+        or judged.intersection(paths)
+        or guard.violations(cfg, paths)
+        else []
+    )
     if bad:
         raise BounceError(
             "touches-contended-surface",
@@ -256,6 +318,7 @@ class Surfaces:
         self.manifest_text = (read_text(self.manifest_path) or "") if self.manifest_path else ""
         self.deploy_text = read_text(self.deploy_path) if self.deploy_path else None
         self.applied = list(earlier)
+        self._checked: dict[str, list[str]] = {}  # deploy texts -> the gate's problems
 
     def change_for(self, lp: LanePlan, present: set[str], saw: Callable[[str], bool]) -> LaneChange:
         """What the lane's fragments do, given the entries present at the lane's head and
@@ -317,10 +380,9 @@ class Surfaces:
     def _still_deploys(self, text: str, lp: LanePlan) -> None:
         """A lane's patch may not break what the gate proves of the deploy workflow (no
         jobs, no dispatch, a guard false under a dispatch): it bounces, with the reason."""
+        before = set(self._problems(self.deploy_text or ""))
+        broken = [p for p in self._problems(text) if p not in before]
         path = self.deploy_path or ""
-        before = set(workflows.deploy_problems(path, workflows.parse(path, self.deploy_text or "")))
-        after = workflows.deploy_problems(path, workflows.parse(path, text))
-        broken = [p for p in after if p not in before]
         if broken:
             raise BounceError(
                 "deploy-breaks-chain",
@@ -328,6 +390,18 @@ class Surfaces:
                 f"after this lane's deploy patch ({', '.join(n for n, _ in lp.patches)}): "
                 + "; ".join(broken),
             )
+
+    def _problems(self, text: str) -> list[str]:
+        """What the gate would find wrong with the deploy workflow `text`, parsed once: the
+        text after one lane is the text before the next (the cache is shared by copies)."""
+        found = self._checked.get(text)
+        if found is None:
+            if len(self._checked) >= 8:
+                self._checked.clear()
+            path = self.deploy_path or ""
+            found = workflows.deploy_problems(path, workflows.parse(path, text))
+            self._checked[text] = found
+        return found
 
     def _already_done(self, lp: LanePlan, op: PatchOp, saw: Callable[[str], bool]) -> bool:
         """True when an earlier lane applied this very operation; BounceError when an
@@ -352,6 +426,12 @@ class Surfaces:
                 f"({prior.op.op} {prior.op.path}), integrated before it",
             )
         return done
+
+    def copy(self) -> Surfaces:
+        """The same state, apart: a stack keeps one per lane, to go back to."""
+        other = copy.copy(self)
+        other.applied = list(self.applied)
+        return other
 
     def accept(self, lp: LanePlan, change: LaneChange) -> None:
         if self.manifest_path in change.files:

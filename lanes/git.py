@@ -690,11 +690,17 @@ def _is_oid(text: str) -> bool:
     return len(text) in (40, 64) and set(text) <= _OID_HEX
 
 
-@dataclass(frozen=True)
+# Plain classes with __slots__ here, not dataclasses: every lanes command imports this
+# module, and a dataclass costs half a millisecond to make.
+
+
 class TreeEntry:
-    mode: str  # as git writes it in a tree: 100644, 100755, 120000, 40000, 160000
-    sha: str
-    name: bytes  # git's bytes: a name need not be UTF-8
+    __slots__ = ("mode", "name", "sha")
+
+    def __init__(self, mode: str, sha: str, name: bytes) -> None:
+        self.mode = mode  # as git writes it in a tree: 100644, 100755, 120000, 40000, 160000
+        self.sha = sha
+        self.name = name  # git's bytes: a name need not be UTF-8
 
     @property
     def kind(self) -> str:
@@ -875,12 +881,14 @@ def _tree_order(entry: TreeEntry) -> bytes:
     return entry.name + (b"/" if entry.mode == "40000" else b"")
 
 
-@dataclass(frozen=True)
 class MergeResult:
-    code: int  # 0 clean, 1 conflicts, anything else: git could not merge
-    tree: str
-    conflicted: list[str]
-    message: str  # what git said when it could not merge
+    __slots__ = ("code", "conflicted", "message", "tree")
+
+    def __init__(self, code: int, tree: str, conflicted: list[str], message: str) -> None:
+        self.code = code  # 0 clean, 1 conflicts, anything else: git could not merge
+        self.tree = tree
+        self.conflicted = conflicted
+        self.message = message  # what git said when it could not merge
 
 
 def merge_tree_at(env: dict[str, str], cwd: Path, ours: str, theirs: str) -> MergeResult:
@@ -897,16 +905,24 @@ def merge_tree_at(env: dict[str, str], cwd: Path, ours: str, theirs: str) -> Mer
     return MergeResult(code, parts[0], sorted(set(parts[1:])), "")
 
 
-@dataclass(frozen=True)
 class RawCommit:
     """A commit object as git stores it, split at its headers."""
 
-    sha: str
-    tree: str
-    parents: list[str]
-    author: bytes  # the whole author line after "author ": name <email> time zone
-    encoding: bytes | None
-    message: bytes  # exactly as stored
+    __slots__ = ("author", "encoding", "message", "parents", "sha", "tree")
+
+    def __init__(
+        self,
+        sha: str,
+        tree: str,
+        parents: list[str],
+        author: bytes,
+        encoding: bytes | None,
+        message: bytes,
+    ) -> None:
+        self.sha, self.tree, self.parents = sha, tree, parents
+        self.author = author  # the whole author line after "author ": name <email> time zone
+        self.encoding = encoding
+        self.message = message  # exactly as stored
 
     @property
     def text(self) -> str:
@@ -1003,14 +1019,14 @@ def resolve_commits(repo: Path, revs: Sequence[str]) -> list[str | None]:
     return [found.get(r) for r in revs]
 
 
-@dataclass(frozen=True)
 class GraphCommit:
     """A commit of `onto..tips`: its parents and the paths it changes against its first
     parent (none for a merge: the guard judges merges otherwise)."""
 
-    sha: str
-    parents: list[str]
-    paths: list[str]
+    __slots__ = ("parents", "paths", "sha")
+
+    def __init__(self, sha: str, parents: list[str], paths: list[str]) -> None:
+        self.sha, self.parents, self.paths = sha, parents, paths
 
 
 def commits_between(repo: Path, onto: str, tips: Sequence[str]) -> dict[str, GraphCommit]:
@@ -1061,17 +1077,27 @@ def commits_between(repo: Path, onto: str, tips: Sequence[str]) -> dict[str, Gra
     return found
 
 
-@dataclass(frozen=True)
 class Identity:
     """Who the pass commits as, and whether git would sign its commits."""
 
-    author: bytes  # "Name <email>", without time
-    committer: bytes
-    author_date: bytes | None  # fixed by GIT_AUTHOR_DATE, else None: now
-    committer_date: bytes | None
-    zone: bytes  # this machine's offset, e.g. +0900
-    sign: bool  # commit.gpgSign: commits go through `git commit-tree`, which signs
-    env: dict[str, str]  # the fallback identity, when git has none configured
+    __slots__ = ("author", "author_date", "committer", "committer_date", "env", "sign", "zone")
+
+    def __init__(
+        self,
+        author: bytes,
+        committer: bytes,
+        author_date: bytes | None,
+        committer_date: bytes | None,
+        zone: bytes,
+        sign: bool,
+        env: dict[str, str],
+    ) -> None:
+        self.author, self.committer = author, committer  # "Name <email>", without time
+        self.author_date = author_date  # fixed by GIT_AUTHOR_DATE, else None: now
+        self.committer_date = committer_date
+        self.zone = zone  # this machine's offset, e.g. +0900
+        self.sign = sign  # commit.gpgSign: commits go through `git commit-tree -S`
+        self.env = env  # the fallback identity, when git has none configured
 
     def stamp(self, who: bytes, fixed: bytes | None = None) -> bytes:
         import time
@@ -1113,7 +1139,8 @@ def commit_tree_signed(
     encoding: bytes | None,
     env: dict[str, str],
 ) -> str:
-    """A commit made by `git commit-tree` (which signs it when commit.gpgSign says so)."""
+    """A commit made and signed by `git commit-tree -S` (as `git commit` and cherry-pick
+    sign when commit.gpgSign says so; commit-tree itself only reads that setting for -S)."""
     who, _, when = author.rpartition(b">")
     name, _, email = who.partition(b" <")
     stamp = when.strip().decode()
@@ -1124,7 +1151,7 @@ def commit_tree_signed(
         "GIT_AUTHOR_DATE": f"@{stamp}" if stamp else "",
     }
     args = ["-c", f"i18n.commitEncoding={encoding.decode()}"] if encoding else []
-    args += ["commit-tree", tree]
+    args += ["commit-tree", "-S", tree]
     for parent in parents:
         args += ["-p", parent]
     code, data, err = _run_bytes(args, repo, message, extra)

@@ -82,3 +82,31 @@ def test_dry_run_after_the_pass_has_nothing_to_do(cfg: Config) -> None:
     report = dry_run.predict(cfg, WAVE)
     assert report.lanes == [] and report.version_bump is None and report.deploy_diff == ""
     assert claims.ledger(cfg, WAVE).verify().ok
+
+
+def test_the_dry_run_lands_each_commit_as_the_pass_does(cfg: Config, seed_repo: Path) -> None:
+    """A lane whose first commit conflicts with main and whose second puts the line back
+    merges cleanly as a whole; the pass replays commit by commit and bounces it, and so
+    does the dry run's prediction."""
+    from tests.conftest import commit_file
+
+    wt = make_lane(cfg, "fights", submit=False)
+    commit_file(seed_repo, "src/app.py", '"""main\'s"""\n', "main: app")
+    original = (wt / "src" / "app.py").read_text()
+    commit_file(wt, "src/app.py", '"""mine"""\n', "fights: app")
+    commit_file(wt, "src/app.py", original, "fights: put it back")
+    from lanes import submit
+
+    submit.submit(cfg, WAVE, "fights")
+    make_lane(cfg, "fine", {"src/fine.py": "1\n"})
+    report = dry_run.predict(cfg, WAVE)
+    outcomes = [(p.lane, p.outcome, p.reason, p.files) for p in report.lanes]
+    assert outcomes == [
+        ("fights", "bounce", "conflict", ["src/app.py"]),
+        ("fine", "land", "", []),
+    ]
+    result = integrate.integrate(cfg, WAVE)
+    assert [(b.lane, b.reason, b.files) for b in result.bounced] == [
+        ("fights", "conflict", ["src/app.py"])
+    ]
+    assert result.integrated == ["fine"]

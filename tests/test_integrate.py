@@ -592,7 +592,7 @@ def test_squash_lands_each_lane_as_one_commit_listing_its_own(seed_repo: Path, w
     )
 
 
-@pytest.mark.parametrize("point", ["landed-in-scratch", "journal", "cas", "ledger", "archived"])
+@pytest.mark.parametrize("point", ["landed", "journal", "cas", "ledger", "archived"])
 def test_squash_killed_then_rerun_lands_each_lane_once(seed_repo: Path, point: str) -> None:
     cfg = set_squash(seed_repo, "pyproject.toml")
     base = git(seed_repo, "rev-parse", "main")
@@ -791,3 +791,41 @@ def test_integrate_start_up_is_lazy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ
     )
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_progress_goes_to_a_terminal_on_stderr_and_never_to_stdout(seed_repo: Path) -> None:
+    import pty
+    import select
+
+    cfg = set_test_command(seed_repo, "true")
+    for lane in ("p1", "p2", "p3"):
+        make_lane(cfg, lane, {f"src/{lane}.py": "1\n"})
+    quiet = run_lanes(seed_repo, "integrate", WAVE, "--dry-run", "--json")
+    assert "lane 1/" not in quiet.stderr  # not a terminal: no progress
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lanes", "integrate", WAVE, "--json"],
+        cwd=seed_repo,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
+    )
+    os.close(slave)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    assert json.loads(out)["integrated"] == ["p1", "p2", "p3"]  # stdout: the result only
+    text = shown.decode("utf-8", "replace")
+    assert "testing 3 lane(s)" in text and "test passed" in text

@@ -21,6 +21,7 @@ from lanes import claims, scaffold, state
 from lanes.config import Config
 from lanes.surfaces import manifest as manifest_surface
 from tests.conftest import git, run_lanes
+from tests.test_batches import configure
 from tests.test_integrate import (
     WAVE,
     bumps_on_main,
@@ -30,7 +31,6 @@ from tests.test_integrate import (
     manifest_frag,
     migration,
     scratch_worktrees,
-    set_test_command,
     show,
     step,
     version_frag,
@@ -40,14 +40,19 @@ from tests.test_integrate import (
 FAILPOINTS = [
     "locked",
     "started",
-    "scratch",
-    "landed-in-scratch",
+    "landed",  # a lane landed in the object store
     "journal",
     "cas",
     "ledger",
     "archived",
 ]
 BEFORE_CAS = FAILPOINTS[: FAILPOINTS.index("cas")]
+# With a test command, batches and two test jobs, all before the compare-and-swap: a test
+# worktree made, two stacks under test at once, a run finished, a bisection step.
+TEST_POINTS = ["scratch", "speculating", "tested", "bisected"]
+POISONED = (
+    'for f in src/poison_*.py; do [ -e "$f" ] && { echo "poisoned by $f"; exit 1; }; done; exit 0'
+)
 
 
 class Wave:
@@ -60,18 +65,28 @@ class Wave:
         self.fragments: dict[str, int] = {}
 
     def lane(
-        self, cfg: Config, lane: str, number: int, *, app: bool = False, clash: bool = False
+        self,
+        cfg: Config,
+        lane: str,
+        number: int,
+        *,
+        app: bool = False,
+        clash: bool = False,
+        poison: bool = False,
     ) -> None:
         """A lane with a commit and three fragments. `app` lanes rewrite the line of
-        src/app.py the seed has: the first to land wins, a later `clash` one bounces."""
+        src/app.py the seed has: the first to land wins, a later `clash` one bounces; a
+        `poison` lane fails the POISONED test."""
         files, entry = migration(lane, number)
         files[f"src/{lane}.py"] = f"{lane}\n"
         if app or clash:
             files["src/app.py"] = f'"""{lane} was here."""\n'
+        if poison:
+            files[f"src/poison_{lane.replace('-', '_')}.py"] = "x\n"
         frags = [manifest_frag(entry), version_frag("minor"), step(f"step-{lane}")]
         make_lane(cfg, lane, files, frags)
-        (self.bounces if clash else self.lands).append(lane)
-        if not clash:
+        (self.bounces if clash or poison else self.lands).append(lane)
+        if not (clash or poison):
             self.entries.append(entry)
         self.fragments[lane] = len(frags)
 
@@ -143,6 +158,28 @@ def test_killed_at_each_write_then_rerun(point: str, cfg: Config, seed_repo: Pat
     check_exactly_once(cfg, wave)
 
 
+@pytest.mark.parametrize("point", TEST_POINTS)
+def test_killed_while_testing_in_batches_then_rerun(point: str, seed_repo: Path) -> None:
+    cfg = configure(seed_repo, POISONED, batch=2, test_jobs=2)
+    wave = Wave()
+    wave.lane(cfg, "a", 261)
+    wave.lane(cfg, "b", 262, app=True)
+    wave.lane(cfg, "clash", 263, clash=True)
+    wave.lane(cfg, "p", 264, poison=True)
+    wave.lane(cfg, "c", 265)
+    old = git(seed_repo, "rev-parse", "main")
+    killed = run_lanes(seed_repo, "integrate", WAVE, "--json", env={"LANES_FAILPOINT": point})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert git(seed_repo, "rev-parse", "main") == old and landed_lanes(seed_repo) == []
+    rerun = run_lanes(seed_repo, "integrate", WAVE, "--json")
+    doc = json.loads(rerun.stdout)
+    assert rerun.returncode == 4, rerun.stderr
+    assert sorted(b["lane"] for b in doc["bounced"]) == ["clash", "p"]
+    assert {b["lane"]: b["reason"] for b in doc["bounced"]}["p"] == "test-failed"
+    assert doc["integrated"] == wave.lands and doc["reconciled"] == []
+    check_exactly_once(cfg, wave)
+
+
 def _wait_for_group(pgid: int, timeout: float = 20.0) -> None:
     """After the kill, let the git commands the pass had started finish on their own."""
     deadline = time.monotonic() + timeout
@@ -156,7 +193,9 @@ def _wait_for_group(pgid: int, timeout: float = 20.0) -> None:
 
 
 def test_random_kill_9_again_and_again(seed_repo: Path) -> None:
-    cfg = set_test_command(seed_repo, "sleep 0.1")  # a pass long enough to be hit anywhere
+    # a pass long enough to be hit anywhere: tests that take a while, in stacks of two, two
+    # at once, and a lane that breaks them now and then (bisections)
+    cfg = configure(seed_repo, "sleep 0.1; " + POISONED, batch=2, test_jobs=2)
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
     wave = Wave()
@@ -165,7 +204,14 @@ def test_random_kill_9_again_and_again(seed_repo: Path) -> None:
     for i in range(8):
         for k in range(2):  # new work arrives between the crashes
             number += 1
-            wave.lane(cfg, f"r{i}-{k}", number, app=(i, k) == (3, 0), clash=(i, k) == (3, 1))
+            wave.lane(
+                cfg,
+                f"r{i}-{k}",
+                number,
+                app=(i, k) == (3, 0),
+                clash=(i, k) == (3, 1),
+                poison=(i, k) in ((1, 1), (5, 0)),
+            )
         proc = subprocess.Popen(
             [sys.executable, "-m", "lanes", "integrate", WAVE, "--json"],
             cwd=seed_repo,

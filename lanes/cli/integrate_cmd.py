@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -41,12 +43,38 @@ def integrate(
         return
     from integrator.integrate import integrate as run_pass
 
-    result = run_pass(cfg, wave)
+    with _progress() as progress:
+        result = run_pass(cfg, wave, progress)
     emit(result.to_json(), json_, lambda: _show_result(result))
     if result.bounced:
         from lanes.errors import exit_code
 
         raise typer.Exit(exit_code("lane-bounced"))
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, str], None] | None]:
+    """What the pass is doing, on standard error when it is a terminal (never on stdout):
+    lane i of N on one line that keeps changing, the tests and the bisection as lines."""
+    import sys
+
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.markup import escape
+
+    from lanes.cli.output import err_console
+
+    console = err_console()
+    with console.status("integrating ...") as status:
+
+        def show(kind: str, text: str) -> None:
+            if kind == "lane":
+                status.update(escape(text))
+            else:
+                console.print(f"[dim]{escape(text)}[/]")
+
+        yield show
 
 
 def _show_result(result: IntegrateResult) -> None:
@@ -80,6 +108,19 @@ def _show_result(result: IntegrateResult) -> None:
         say(f"main: {result.old_head[:12]} -> {result.head[:12]}")
     else:
         say(f"main unchanged at {result.head[:12]}")
+    if result.tests:
+        failed = sum(1 for run in result.tests if not run.ok)
+        seconds = sum(run.seconds for run in result.tests)
+        say(
+            f"tests: {len(result.tests)} run(s) of test_command ({failed} failed), "
+            f"{seconds:.1f} s in all"
+        )
+    if result.flaky:
+        say(
+            "[yellow]flaky:[/] "
+            + escape(", ".join(result.flaky))
+            + " failed in a stack and passed alone: see the bounce"
+        )
     if result.version_bump:
         say(f"version: {result.version_bump}")
     elif result.version:
@@ -118,6 +159,14 @@ def _show_plan(report: DryRun) -> None:
         say(f"version would go: {report.version_bump}")
     if report.deploy_diff:
         print(report.deploy_diff, end="")
+    if report.batches:
+        at_once = f", {report.test_jobs} at a time" if report.test_jobs > 1 else ""
+        say(
+            f"tests: test_command would run on {len(report.batches)} stack(s) of up to "
+            f"{report.batch} lane(s){at_once}, if every one passes:"
+        )
+        for i, lanes in enumerate(report.batches, start=1):
+            say(f"  stack {i}: " + escape(", ".join(lanes)))
     say(f"tests: {report.tests}; nothing was changed")
 
 
