@@ -161,10 +161,6 @@ def delete_branch(repo: Path, branch: str) -> bool:
     return run(["branch", "-D", branch], repo, check=False).returncode == 0
 
 
-
-
-
-
 def commits_ahead(repo: Path, base: str, tip: str) -> int:
     res = run(["rev-list", "--count", f"{base}..{tip}"], repo, check=False)
     return int(res.stdout.strip()) if res.returncode == 0 and res.stdout.strip() else 0
