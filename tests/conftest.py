@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from lanes import config, scaffold
+# tests/servers.py holds fixtures and asserts of its own: rewrite them, which must be
+# asked before any test module imports it (here, the first module pytest loads).
+pytest.register_assert_rewrite("tests.servers")
+
+from lanes import config, scaffold  # noqa: E402
 
 LANES = [sys.executable, "-m", "lanes"]
 

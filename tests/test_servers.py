@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.register_assert_rewrite("tests.servers")  # before its import: it is also a plugin here
-
-from tests.servers import (  # noqa: E402
+from tests.servers import (  # asserts rewritten: tests/conftest.py registers the module
     TIMED_OUT,
     GitDaemon,
     GitResult,
