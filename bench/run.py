@@ -27,6 +27,7 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 
 import bench_claims  # noqa: E402  (a sibling module, found through sys.path above)
 import bench_discovery  # noqa: E402
+import bench_remote  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 CLAIM_GOAL = 1.25  # lanes claim / git worktree add
@@ -87,18 +88,18 @@ def machine() -> dict[str, str]:
 # -- the other benchmarks ------------------------------------------------------------------
 
 
-def integrate_rows() -> tuple[list[dict[str, Any]], str]:
-    """bench_integrate.main() rows, or none and why."""
+def integrate_rows(quick: bool = False) -> tuple[dict[str, Any], str]:
+    """bench_integrate.main()'s figures, or none and why."""
     try:
         module = importlib.import_module("bench_integrate")
     except ModuleNotFoundError as exc:
         if exc.name == "bench_integrate":
-            return [], "bench/bench_integrate.py does not exist yet: not measured."
-        return [], f"bench_integrate could not be imported: {exc}"
+            return {}, "bench/bench_integrate.py does not exist yet: not measured."
+        return {}, f"bench_integrate could not be imported: {exc}"
     try:
-        return list(module.main()), ""
+        return dict(module.main(quick=quick)), ""
     except Exception:
-        return [], "bench_integrate.main() failed:\n\n```\n" + traceback.format_exc() + "```"
+        return {}, "bench_integrate.main() failed:\n\n```\n" + traceback.format_exc() + "```"
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -177,9 +178,10 @@ def discovery_section(disc: dict[str, Any]) -> list[str]:
 def render(
     res: dict[str, Any],
     box: dict[str, str],
-    integ: list[dict[str, Any]],
+    integ: dict[str, Any],
     note: str,
     disc: dict[str, Any] | None = None,
+    rem: dict[str, Any] | None = None,
 ) -> str:
     v = verdicts(res)
     races = res["races"]
@@ -342,28 +344,18 @@ claim directory, the locks, the ledger row with its fsync) took {_s(v["own"])} o
         + ". An attempt that loses costs nearly as much as one that wins: it starts Python, "
         "reads the configuration, writes its claim directory and a `claim-refused` row.\n"
     )
-    w("## Integration\n")
     if integ:
-        w(
-            "One `lanes integrate` process against the same landing done by hand with plain "
-            "git in a copy of the repository (a detached worktree, then per lane a "
-            "`git cherry-pick` and a `git commit -a` of its manifest line, one version commit, "
-            "`git update-ref`); building the lanes is not timed. The per-lane columns show how "
-            "the time grows with the number of lanes.\n"
-        )
-        w("| case | lanes | git | lanes / git | lanes, per lane | git, per lane |")
-        w("| --- | --- | --- | --- | --- | --- |")
-        for row in integ:
-            w(
-                f"| {row['name']} | {_s(float(row['lanes_seconds']))} | "
-                f"{_s(float(row['git_seconds']))} | {float(row['ratio']):.2f}x | "
-                f"{float(row['per_lane_lanes_ms']):.0f} ms | {float(row['per_lane_git_ms']):.0f} ms |"
-            )
-        w("")
+        import bench_integrate
+
+        out.extend(bench_integrate.section(integ))
+    else:
+        w("## Integration\n")
     if note:
         w(note + "\n")
     if disc:
         out.extend(discovery_section(disc))
+    if rem:
+        out.extend(bench_remote.section(rem))
     w("## Reproducing\n")
     w(
         "`make bench` (about ten minutes here); `.venv/bin/python bench/run.py --quick` makes "
@@ -373,7 +365,7 @@ claim directory, the locks, the ledger row with its fsync) took {_s(v["own"])} o
     return "\n".join(out).rstrip() + "\n"
 
 
-def table(res: dict[str, Any], integ: list[dict[str, Any]]) -> str:
+def table(res: dict[str, Any], integ: dict[str, Any]) -> str:
     v = verdicts(res)
     lines = [
         f"{'what':58} {'median':>9}",
@@ -384,7 +376,7 @@ def table(res: dict[str, Any], integ: list[dict[str, Any]]) -> str:
             f"{r['claims_per_second']:7.2f}/s  one holder per lane: {r['one_holder_per_lane']}"
             for r in res["races"]
         ),
-        *(f"{'integrate: ' + str(r['name']):58} {float(r['ratio']):8.2f}x" for r in integ),
+        *(importlib.import_module("bench_integrate").summary(integ) if integ else []),
         "",
         f"lanes claim / {FAIR}: {v['ratio_fair']:.2f}x (goal {CLAIM_GOAL}x: "
         f"{'met' if v['claim_met'] else 'NOT met'})",
@@ -404,22 +396,31 @@ def main(argv: list[str] | None = None) -> int:
     box = machine()
     res = bench_claims.main(quick=args.quick)
     print("integration benchmarks ...", file=sys.stderr, flush=True)
-    integ, note = integrate_rows()
+    integ, note = integrate_rows(args.quick)
     print("discovery benchmarks ...", file=sys.stderr, flush=True)
     disc = bench_discovery.main(quick=args.quick)
+    print("remote benchmarks ...", file=sys.stderr, flush=True)
+    rem = bench_remote.main(quick=args.quick)
     print(table(res, integ))
     if note:
         print(note.splitlines()[0], file=sys.stderr)
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"machine": box, "claims": res, "integrate": integ, "discovery": disc}, indent=2
+                {
+                    "machine": box,
+                    "claims": res,
+                    "integrate": integ,
+                    "discovery": disc,
+                    "remote": rem,
+                },
+                indent=2,
             )
             + "\n",
             encoding="utf-8",
         )
     if not args.no_docs:
-        DOC.write_text(render(res, box, integ, note, disc), encoding="utf-8")
+        DOC.write_text(render(res, box, integ, note, disc, rem), encoding="utf-8")
         print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

@@ -197,7 +197,7 @@ def _land_lanes(
             progress("test", f"test {verdict} in {run.seconds:.1f} s: {len(run.lanes)} lane(s)")
         if TESTED in ledger.EVENTS:
             log.append(
-                "tested",
+                TESTED,
                 "",
                 AGENT,
                 lanes=run.lanes,

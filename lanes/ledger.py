@@ -41,6 +41,7 @@ EVENTS = frozenset(
         "release",
         "reap",
         "integrate-start",
+        "tested",
         "integrated",
         "bounced",
         "integrate-done",
