@@ -358,7 +358,7 @@ claim directory, the locks, the ledger row with its fsync) took {_s(v["own"])} o
         out.extend(bench_remote.section(rem))
     w("## Reproducing\n")
     w(
-        "`make bench` (about ten minutes here); `.venv/bin/python bench/run.py --quick` makes "
+        "`make bench` (about twenty minutes here: the integration bench alone takes about eight); `.venv/bin/python bench/run.py --quick` makes "
         "fewer runs and skips the race on the big repository; `--no-docs` leaves this page "
         "alone; `--json FILE` keeps the raw figures.\n"
     )
