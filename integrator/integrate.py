@@ -18,10 +18,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,14 +26,13 @@ from integrator import batches, checkout, failpoint, land, plan, trailers
 from integrator.plan import Bounce
 from lanes import claims, git, ledger, state, worktrees
 from lanes.config import Config
+from lanes.coord.local import LocalCoord
 from lanes.errors import Contention, LanesError, OperationalError
 
 if TYPE_CHECKING:
     from lanes.coord import EventLog
 
 AGENT = "integrator"
-LOCK = "integrate.lock"
-OWNER = "integrate.owner"
 SCRATCH = "scratch"
 TESTED = "tested"  # the ledger event of a test run
 _failpoint = failpoint
@@ -102,7 +98,9 @@ def integrate(cfg: Config, wave: str, progress: batches.Progress | None = None) 
     """The pass. `progress`, when given, hears what the pass is doing (lane i of N, the
     stack under test, the bisection's steps): the CLI shows it on a terminal."""
     state.known_wave(cfg, wave)  # before the lock: an unknown wave changes nothing
-    with _pass_lock(cfg, wave):
+    # The pass lands on this machine's main: the local lease (lanes/coord/local.py holds
+    # the one lock; the remote version is not wired into the pass yet, docs/remote.md).
+    with LocalCoord(cfg).integrator_lease(wave, ""):
         _failpoint("locked")
         _clean_scratch(cfg)
         note = checkout.catch_up(cfg)
@@ -372,36 +370,6 @@ def _archive(cfg: Config, wave: str, lane: str, names: list[str]) -> None:
 
 
 # -- the lock and the scratch worktree -------------------------------------------------
-
-
-@contextmanager
-def _pass_lock(cfg: Config, wave: str) -> Iterator[None]:
-    """One pass per repository at a time (main is shared by every wave)."""
-    from filelock import FileLock, Timeout
-
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(cfg.state_dir / LOCK))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        try:
-            owner = (cfg.state_dir / OWNER).read_text(encoding="utf-8").strip()
-        except OSError:
-            owner = "unknown"
-        raise Contention(
-            "integrator-running",
-            f"another integration pass is running ({owner})",
-            hint="wait for it to finish (lanes ledger WAVE --follow shows it), then run again",
-            owner=owner,
-        ) from None
-    try:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        (cfg.state_dir / OWNER).write_text(
-            f"pid {os.getpid()}, wave {wave}, since {stamp}\n", encoding="utf-8"
-        )
-        yield
-    finally:
-        lock.release()
 
 
 def _scratch_root(cfg: Config) -> Path:

@@ -17,6 +17,7 @@ from integrator import integrate, trailers
 from lanes import claims, config, fragments, scaffold, state
 from lanes import submit as submit_mod
 from lanes.config import Config
+from lanes.coord import local as coord_local
 from lanes.errors import BadInput, Refused
 from lanes.surfaces import manifest as manifest_surface
 from lanes.surfaces import version as version_surface
@@ -666,7 +667,7 @@ def test_a_second_integrator_gets_exit_3(cfg: Config, seed_repo: Path) -> None:
     make_lane(cfg, "l1", {"src/l1.py": "1\n"})
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(cfg.state_dir / integrate.LOCK)],
+        [sys.executable, "-c", HOLD_LOCK, str(cfg.state_dir / coord_local.LOCK)],
         stdout=subprocess.PIPE,
         text=True,
     )
