@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
+from lanes.failpoint import failpoint
 
-
-def failpoint(name: str) -> None:
-    """Testing aid: LANES_FAILPOINT=<name> makes the pass SIGKILL itself right here, so
-    the tests can kill it at each step that writes, not only where a timer lands."""
-    if os.environ.get("LANES_FAILPOINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+__all__ = ["failpoint"]

@@ -57,7 +57,12 @@ def predict(cfg: Config, wave: str) -> DryRun:
     worktree, inbox file or ledger line changes (it only adds unreachable objects)."""
     import difflib
 
-    the_plan = plan.read(cfg, wave)
+    from lanes.coord import for_config
+
+    where = for_config(cfg)
+    tip = where.fetch_main()  # remote: the plan is against the remote's main, ours untouched
+    where.stage_wave(wave)
+    the_plan = plan.read(cfg, wave, where, tip)
     found: list[Prediction] = []
     added: list[str] = []
     squash = cfg.settings.land == "squash"

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from integrator import batches, checkout, failpoint, land, plan, trailers
 from integrator.plan import Bounce
-from lanes import claims, git, ledger, state, worktrees
+from lanes import claims, coord, git, ledger, state, worktrees
 from lanes.config import Config
-from lanes.coord.local import LocalCoord
-from lanes.errors import Contention, LanesError, OperationalError
+from lanes.coord import PendingEvent
+from lanes.errors import Contention, LanesError, OperationalError, Refused
 
 if TYPE_CHECKING:
-    from lanes.coord import EventLog
+    from lanes.coord import Coord, EventLog
 
 AGENT = "integrator"
 SCRATCH = "scratch"
@@ -98,15 +98,18 @@ def integrate(cfg: Config, wave: str, progress: batches.Progress | None = None) 
     """The pass. `progress`, when given, hears what the pass is doing (lane i of N, the
     stack under test, the bisection's steps): the CLI shows it on a terminal."""
     state.known_wave(cfg, wave)  # before the lock: an unknown wave changes nothing
-    # The pass lands on this machine's main: the local lease (lanes/coord/local.py holds
-    # the one lock; the remote version is not wired into the pass yet, docs/remote.md).
-    with LocalCoord(cfg).integrator_lease(wave, ""):
+    where = coord.for_config(cfg)
+    with where.integrator_lease(wave, ""):
         _failpoint("locked")
         _clean_scratch(cfg)
         note = checkout.catch_up(cfg)
+        tip = where.fetch_main()
+        if tip is not None:  # remote: the pass lands on the remote's main; ours follows it
+            note = _follow(cfg, wave, tip) or note
+        where.stage_wave(wave)
         reconciled = _reconcile(cfg, wave)
-        the_plan = plan.read(cfg, wave)
-        log = claims.ledger(cfg, wave)
+        the_plan = plan.read(cfg, wave, where)
+        log = where.ledger(wave)
         log.append(
             "integrate-start",
             "",
@@ -122,7 +125,7 @@ def integrate(cfg: Config, wave: str, progress: batches.Progress | None = None) 
             if the_plan.lanes:
                 _land_lanes(cfg, the_plan, result, log, progress)
             if result.head != the_plan.head:
-                _move_main(cfg, wave, result)
+                _move_main(cfg, where, wave, result)
         except LanesError as exc:  # main did not move: say so, the lanes wait for a rerun
             log.append(
                 "integrate-done",
@@ -133,18 +136,7 @@ def integrate(cfg: Config, wave: str, progress: batches.Progress | None = None) 
                 **_unrecorded_tests(result),
             )
             raise
-        for ld in result.landings:
-            log.append(
-                "integrated",
-                ld.lane,
-                ld.agent,
-                commits=ld.commits,
-                head=result.head,
-                fragments=ld.fragments,
-                entries=ld.entries,
-                bump=ld.bump,
-            )
-            _failpoint("ledger")
+        for ld in result.landings:  # their rows went with main (_move_main)
             _archive(cfg, wave, ld.lane, ld.fragments)
             _failpoint("archived")
         for b in result.bounced:
@@ -252,19 +244,37 @@ def _unrecorded_tests(result: IntegrateResult) -> dict[str, Any]:
 # -- moving main and the user's checkout -----------------------------------------------
 
 
-def _move_main(cfg: Config, wave: str, result: IntegrateResult) -> None:
+def _move_main(cfg: Config, where: Coord, wave: str, result: IntegrateResult) -> None:
+    """main moved with its record (an `integrated` row a lane, and on a remote the claims
+    marked), all of it or none (lanes/coord: `land`); then this repository's main and the
+    user's checkout follow."""
     repo, old, new = cfg.main_checkout, result.old_head, result.head
     ref = f"refs/heads/{cfg.main}"
     on_main = git.head_branch(repo) == ref
     dirty = on_main and git.tracked_changes(repo)
     checkout.write_journal(cfg, {"wave": wave, "old": old, "new": new})
     _failpoint("journal")
-    moved = git.update_ref(repo, ref, new, old, f"lanes integrate {wave}")
-    if moved.returncode != 0:
+    rows = [
+        PendingEvent(
+            "integrated",
+            ld.lane,
+            ld.agent,
+            {
+                "commits": ld.commits,
+                "head": new,
+                "fragments": ld.fragments,
+                "entries": ld.entries,
+                "bump": ld.bump,
+            },
+        )
+        for ld in result.landings
+    ]
+    landed = where.land(wave, new, old, rows, result.integrated)
+    if not landed.moved:
         checkout.forget_journal(cfg)
-        now = git.rev_parse(repo, cfg.main) or "nothing"
+        now = landed.found or "nothing"
         if now == old:  # git said no, but nobody moved main: not contention
-            raise _update_refused(cfg, wave, old, moved.stderr or moved.stdout)
+            raise _update_refused(cfg, wave, old, landed.why)
         raise Contention(
             "main-moved",
             f"{cfg.main} moved during the pass (from {old[:12]} to {now[:12]}); the pass "
@@ -273,16 +283,52 @@ def _move_main(cfg: Config, wave: str, result: IntegrateResult) -> None:
             expected=old,
             found=now,
         )
-    _failpoint("cas")
-    if not on_main:
-        result.checkout = "not-on-main"
-    elif dirty:
-        git.detach_head(repo, old)
-        result.checkout = "detached"
-        result.checkout_note = checkout.detached_note(cfg, old, "it has uncommitted changes")
-    else:
-        result.checkout, result.checkout_note = checkout.bring_along(cfg, old, new)
+    if git.rev_parse(repo, cfg.main) == old:  # landed on a remote: our main follows it
+        git.update_ref(repo, ref, new, old, f"lanes integrate {wave}")
+    result.checkout, result.checkout_note = _bring_checkout(cfg, old, new, on_main, dirty)
     checkout.forget_journal(cfg)
+
+
+def _bring_checkout(cfg: Config, old: str, new: str, on_main: bool, dirty: bool) -> tuple[str, str]:
+    if not on_main:
+        return "not-on-main", ""
+    if dirty:
+        git.detach_head(cfg.main_checkout, old)
+        return "detached", checkout.detached_note(cfg, old, "it has uncommitted changes")
+    return checkout.bring_along(cfg, old, new)
+
+
+def _follow(cfg: Config, wave: str, tip: str) -> str:
+    """This repository's main brought to the remote's `tip` (a fast-forward, the checkout
+    with it) before a pass reads anything: the remote is the truth, and a main here with
+    commits the remote lacks would land them unseen, so it is refused."""
+    repo, ref = cfg.main_checkout, f"refs/heads/{cfg.main}"
+    here = git.rev_parse(repo, cfg.main)
+    if here == tip:
+        return ""
+    if here and not git.is_ancestor(repo, here, tip):
+        raise Refused(
+            "main-diverged",
+            f"{cfg.main} here ({here[:12]}) has commits that {cfg.main} on the remote "
+            f"({tip[:12]}) lacks; the pass lands on the remote's {cfg.main} only",
+            hint=f"push them (git push {cfg.settings.remote} {cfg.main}) or drop them "
+            f"(git reset --keep {tip[:12]} on {cfg.main}), then run the pass again",
+            here=here,
+            remote=tip,
+        )
+    on_main = git.head_branch(repo) == ref
+    dirty = on_main and git.tracked_changes(repo)
+    if here:
+        checkout.write_journal(cfg, {"wave": wave, "old": here, "new": tip})
+    moved = git.update_ref(repo, ref, tip, here or git.ZERO_OID, "lanes: follow the remote")
+    if moved.returncode != 0:
+        checkout.forget_journal(cfg)
+        raise _update_refused(cfg, wave, here or "nothing", moved.stderr or moved.stdout)
+    if not here:
+        return ""
+    _, said = _bring_checkout(cfg, here, tip, on_main, dirty)
+    checkout.forget_journal(cfg)
+    return said
 
 
 def _update_refused(cfg: Config, wave: str, old: str, said: str) -> OperationalError:

@@ -14,15 +14,19 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from integrator import trailers
-from lanes import claims, fragments, git, guard, state
+from lanes import fragments, git, guard, state
 from lanes.config import Config
 from lanes.errors import BadInput
 from lanes.surfaces import deploy, manifest, version, workflows
 from lanes.surfaces.deploy import DeployFragment, PatchOp
 from lanes.surfaces.manifest import ManifestFragment
 from lanes.surfaces.version import VersionFragment
+
+if TYPE_CHECKING:
+    from lanes.coord import Coord
 
 APPLIED = "fragments.applied"  # beside fragments/ in the claim dir, once main has moved
 
@@ -79,10 +83,15 @@ class Plan:
     version: str | None  # the common version at `head`, when version files are configured
 
 
-def read(cfg: Config, wave: str) -> Plan:
+def read(cfg: Config, wave: str, coord: Coord | None = None, head: str | None = None) -> Plan:
+    """The plan of `wave` against `head` (default: main here), each lane's fragments read
+    where `coord` keeps them (default: this repository's coordination)."""
+    from lanes.coord import for_config
+
     state.known_wave(cfg, wave)
     repo = cfg.main_checkout
-    head = git.rev_parse(repo, cfg.main)
+    where = coord or for_config(cfg)
+    head = head or git.rev_parse(repo, cfg.main)
     if head is None:
         raise BadInput(
             "no-main",
@@ -96,10 +105,10 @@ def read(cfg: Config, wave: str) -> Plan:
     return Plan(
         wave,
         head,
-        _lane_plans(cfg, wave, waiting, head),
+        _lane_plans(cfg, wave, waiting, head, where),
         landed,
         version.largest(bumps),
-        _earlier_ops(cfg, wave, landed),
+        _earlier_ops(where, wave, landed),
         _main_version(cfg, head) if cfg.surfaces.version_files else None,
     )
 
@@ -128,21 +137,21 @@ def version_step(applied: str | None, requested: str | None) -> str | None:
     return requested
 
 
-def fragment_path(cfg: Config, wave: str, lane: str, name: str) -> Path | None:
+def fragment_path(coord: Coord, wave: str, lane: str, name: str) -> Path | None:
     """Where a lane's fragment file is now: still in fragments/, or archived beside it."""
-    claim_dir = cfg.claim_dir(wave, lane)
-    for sub in (claims.FRAGMENTS, APPLIED):
-        if (claim_dir / sub / name).is_file():
-            return claim_dir / sub / name
+    folder = coord.fragment_dir(wave, lane)
+    for path in (folder / name, folder.parent / APPLIED / name):
+        if path.is_file():
+            return path
     return None
 
 
-def _earlier_ops(cfg: Config, wave: str, landed: list[trailers.Landed]) -> list[AppliedOp]:
+def _earlier_ops(coord: Coord, wave: str, landed: list[trailers.Landed]) -> list[AppliedOp]:
     """Deploy operations this wave has already landed, oldest first (for conflicts)."""
     found = []
     for ld in reversed(landed):
         for name in ld.fragments if ld.lane else []:
-            path = fragment_path(cfg, wave, ld.lane or "", name)
+            path = fragment_path(coord, wave, ld.lane or "", name)
             if path is None or "-deploy-" not in name:
                 continue
             # It landed once, valid; an unreadable archive only loses a conflict check.
@@ -153,7 +162,7 @@ def _earlier_ops(cfg: Config, wave: str, landed: list[trailers.Landed]) -> list[
 
 
 def _lane_plans(
-    cfg: Config, wave: str, waiting: list[state.LaneHistory], head: str
+    cfg: Config, wave: str, waiting: list[state.LaneHistory], head: str, coord: Coord
 ) -> list[LanePlan]:
     """Every waiting lane's plan, its commits read for all lanes at once: one `cat-file`
     to resolve the submitted commits, one `git log --raw` for their commits and paths, one
@@ -171,7 +180,7 @@ def _lane_plans(
     for hist, tip in zip(waiting, tips, strict=True):
         lp = LanePlan(hist.lane, hist.agent, cfg.branch(wave, hist.lane), tip)
         try:
-            _check_lane(cfg, wave, lp, head, Lineage(tip, graph, raw) if tip else None)
+            _check_lane(cfg, wave, lp, head, Lineage(tip, graph, raw) if tip else None, coord)
         except BounceError as exc:
             lp.problem = exc.bounce(lp)
         plans.append(lp)
@@ -211,7 +220,9 @@ class Lineage:
         return chain[::-1] if len(chain) == len(members) else None
 
 
-def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str, lineage: Lineage | None) -> None:
+def _check_lane(
+    cfg: Config, wave: str, lp: LanePlan, head: str, lineage: Lineage | None, coord: Coord
+) -> None:
     repo = cfg.main_checkout
     if lp.tip is None or lineage is None:
         raise BounceError("no-branch", [], f"the submitted commit of {lp.branch} is gone")
@@ -258,7 +269,7 @@ def _check_lane(cfg: Config, wave: str, lp: LanePlan, head: str, lineage: Lineag
             "the commands), and drop fragments instead",
         )
     try:
-        found = fragments.read_all(cfg.claim_dir(wave, lp.lane) / claims.FRAGMENTS)
+        found = fragments.read_all(coord.fragment_dir(wave, lp.lane))
     except BadInput as exc:
         raise BounceError(
             "bad-fragment", [Path(str(exc.extra.get("fragment", ""))).name], exc.message

@@ -295,6 +295,12 @@ _declare(
 
 # -- 4: refused by a rule --------------------------------------------------------------------
 _declare(
+    "main-diverged",
+    REFUSED,
+    "main here has commits the remote's main lacks; the pass lands on the remote's main only",
+    "push them to the remote, or reset main here to the remote's, then run the pass again",
+)
+_declare(
     "lane-integrated",
     REFUSED,
     "the lane is integrated: it is finished",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import signal
 import stat
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from lanes import git
 from lanes.errors import OperationalError
+from lanes.failpoint import failpoint
 
 if TYPE_CHECKING:
     import tarfile  # imported where it is used: every command imports this module
@@ -90,12 +90,12 @@ def save(worktree: Path, claim_dir: Path, why: str) -> Saved:
         draft = _draft(worktree, scratch)
         if draft is None:
             return Saved()  # nothing on disk: a worktree never filled holds no one's work
-        _failpoint("save-written")
+        failpoint("save-written")
         problems = _check(worktree, draft, scratch)
         if problems:
             raise _unverified(worktree, draft, claim_dir, why, problems)
         saved = _publish(draft, claim_dir, why)
-        _failpoint("save-checked")
+        failpoint("save-checked")
         return saved
     except OSError as exc:
         raise _failed(worktree, str(exc)) from exc
@@ -549,9 +549,3 @@ def _unverified(
         partial_save=[str(p) for p in kept],
         problems=problems[:20],
     )
-
-
-def _failpoint(name: str) -> None:
-    """Testing aid: LANES_FAILPOINT=<name> SIGKILLs the process right here (as the pass's)."""
-    if os.environ.get("LANES_FAILPOINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from lanes import git
 from lanes.config import Config
 from lanes.errors import BadInput, OperationalError
+from lanes.failpoint import failpoint
 
 
 def check_sparse(patterns: Sequence[str]) -> list[str]:
@@ -110,7 +110,7 @@ def remove(cfg: Config, path: Path, delete_branch: str | None = None) -> bool:
                 "then run the command again; its work is saved and the worktree untouched",
                 worktree=str(path),
             ) from exc
-        _failpoint("worktree-moved")
+        failpoint("worktree-moved")
         git.worktree_prune(repo)  # its registration now points nowhere
         shutil.rmtree(trash, ignore_errors=True)
         removed = True
@@ -134,12 +134,6 @@ def is_ours(cfg: Config, path: Path) -> bool:
         return False
     real = path.resolve()
     return any(p.resolve() == real for p in git.worktree_paths(cfg.main_checkout))
-
-
-def _failpoint(name: str) -> None:
-    """Testing aid: LANES_FAILPOINT=<name> SIGKILLs the process right here (as the pass's)."""
-    if os.environ.get("LANES_FAILPOINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def is_worktree(path: Path) -> bool:

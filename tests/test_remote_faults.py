@@ -188,6 +188,22 @@ def test_cut_at_each_remote_step_changes_nothing_here_and_heal_finishes(
     assert verified(a, "w")["events"] == 4
     verified(b, "w")
 
+    # An integrate cut off at its landing push: main, the ledger and the claims on the
+    # remote as they were; healed, the next pass (its lease taken over: the cut one's
+    # process is gone) lands the lane once.
+    main_before = netns_remote.refs("refs/heads/main")
+    claim_before = netns_remote.refs("refs/lanes/w/claims/")["refs/lanes/w/claims/l1"]
+    remote_failed(*cut_at(netns_server, gate, a, "remote-land-push", "integrate", "w"))
+    assert netns_remote.refs("refs/heads/main") == main_before
+    assert netns_remote.refs("refs/lanes/w/claims/")["refs/lanes/w/claims/l1"] == claim_before
+    netns_server.heal()
+    assert "integrated" not in [e["event"] for e in ledger_events(b, "w")]
+    code, doc = run(a, "integrate", "w")
+    assert code == 0 and doc["integrated"] == ["l1"], doc
+    assert netns_remote.refs("refs/heads/main")["refs/heads/main"] == doc["head"]
+    assert [e["event"] for e in ledger_events(b, "w")].count("integrated") == 1
+    verified(b, "w")
+
 
 def test_a_server_restarted_mid_wave_loses_nothing(
     tmp_path: Path,

@@ -186,7 +186,7 @@ def test_a_save_that_does_not_read_back_keeps_its_copy_and_removes_nothing(
                 data[len(data) // 2] ^= 0xFF
                 written.write_bytes(bytes(data))
 
-    monkeypatch.setattr(saves, "_failpoint", disk_loses_bytes)
+    monkeypatch.setattr(saves, "failpoint", disk_loses_bytes)
     with pytest.raises(OperationalError) as err:
         saves.save(wt, claim_dir, "release")
 

@@ -127,6 +127,20 @@ class Coord(Protocol):
     def ledger(self, wave: str) -> EventLog: ...
 
     # -- the integrator ----------------------------------------------------------------
+    def fetch_main(self) -> str | None:
+        """main's tip where the truth lives, its objects brought here (remote; BadInput
+        `no-main` when the remote has none); None: this repository's main is the truth."""
+        ...
+
+    def stage_wave(self, wave: str) -> None:
+        """Bring here what a pass reads of the wave: remote, the lane branches of its
+        claims and their fragments (under `fragment_dir`); locally everything is here."""
+        ...
+
+    def fragment_dir(self, wave: str, lane: str) -> Path:
+        """Where a pass reads the lane's fragments (landed ones in `applied/` beside it)."""
+        ...
+
     def integrator_lease(self, wave: str, owner: str) -> AbstractContextManager[None]:
         """Held for a whole pass: a second holder gets Contention `integrator-running`;
         remote: a lease ref, taken over only when older than stale_after."""

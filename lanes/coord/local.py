@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lanes.coord import Holder, Landed, PendingEvent
+from lanes.failpoint import failpoint
 
 if TYPE_CHECKING:
     from lanes.config import Config
@@ -156,6 +157,17 @@ class LocalCoord:
         return Ledger(self.cfg.ledger_path(wave), wave, self.cfg.state_dir)
 
     # -- the integrator ----------------------------------------------------------------
+    def fetch_main(self) -> str | None:
+        return None  # main here is the truth
+
+    def stage_wave(self, wave: str) -> None:
+        return None  # the branches are in this repository, the fragments in the claim dirs
+
+    def fragment_dir(self, wave: str, lane: str) -> Path:
+        from lanes import claims
+
+        return self.cfg.claim_dir(wave, lane) / claims.FRAGMENTS
+
     def integrator_lease(self, wave: str, owner: str) -> AbstractContextManager[None]:
         return _pass_lock(self.cfg, wave, owner)
 
@@ -176,10 +188,14 @@ class LocalCoord:
         if moved.returncode != 0:
             now = git.rev_parse(repo, self.cfg.main) or ""
             return Landed(False, now, (moved.stderr or moved.stdout).strip())
-        log = self.ledger(wave)
-        return Landed(
-            True, new, "", [log.append(e.event, e.lane, e.agent, **e.details) for e in events]
-        )
+        # A kill from here on leaves main moved without its rows: the next pass reads the
+        # lanes' trailers on main and writes them (integrator/integrate.py, _reconcile).
+        failpoint("cas")
+        log, made = self.ledger(wave), []
+        for e in events:
+            made.append(log.append(e.event, e.lane, e.agent, **e.details))
+            failpoint("ledger")
+        return Landed(True, new, "", made)
 
 
 @contextmanager

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from lanes import git
 from lanes.coord import Holder, Landed, PendingEvent
 from lanes.errors import BadInput, Contention, OperationalError, Refused
+from lanes.failpoint import failpoint
 from lanes.ledger import Event
 
 if TYPE_CHECKING:
@@ -47,25 +48,6 @@ FRAGMENTS = "fragments"
 APPEND_PATIENCE = 120.0  # seconds an append keeps retrying lost leases before giving up
 TIMEOUT_ENV = "LANES_REMOTE_TIMEOUT"  # seconds one git call to the remote may take
 TIMEOUT = 60.0
-FAILPOINT_ENV = "LANES_FAILPOINT"
-
-
-def failpoint(name: str) -> None:
-    """Testing aid, as the integrator's: LANES_FAILPOINT=<name> makes the command SIGKILL
-    itself right here (between a local and a remote step); LANES_FAILPOINT=<name>:wait:<file>
-    writes <file>.reached and waits (a minute at most) until <file> exists, so a test can cut
-    the network at exactly this step."""
-    want = os.environ.get(FAILPOINT_ENV, "")
-    point, _, rest = want.partition(":")
-    if point != name:
-        return
-    if not rest.startswith("wait:"):
-        os.kill(os.getpid(), signal.SIGKILL)
-    gate = Path(rest[len("wait:") :])
-    gate.with_name(gate.name + ".reached").write_text(f"{os.getpid()}\n", encoding="utf-8")
-    deadline = time.monotonic() + 60
-    while not gate.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 def _timeout() -> float:
@@ -352,15 +334,7 @@ class RemoteCoord:
         if self.cfg.claim_dir(wave, lane).exists() or holder.submitted:
             return False
         pid = theirs.get("pid")
-        if not isinstance(pid, int) or pid <= 0:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return isinstance(pid, int) and pid > 0 and not _alive(pid)
 
     def _settle_local(self, wave: str, lane: str, prepared: Path) -> None:
         """The remote says the lane is ours: its local working area becomes `prepared`; a
@@ -502,6 +476,62 @@ class RemoteCoord:
         return RemoteLedger(self, wave)
 
     # -- the integrator ----------------------------------------------------------------
+    def fetch_main(self) -> str | None:
+        main = f"refs/heads/{self.cfg.main}"
+        doing = f"reading {self.cfg.main} on the {self.where}"
+        tip = self._ls([main], doing).get(main, "")
+        if not tip:
+            raise BadInput(
+                "no-main",
+                f"the {self.where} has no branch {self.cfg.main!r} to integrate onto",
+                hint=f"push it first: git push {self.remote} {self.cfg.main}",
+            )
+        self._fetch([tip], doing)
+        return tip
+
+    def stage_wave(self, wave: str) -> None:
+        """The claims' lane branches fetched (by id: no local ref), and the fragments each
+        claim carries written under `_staged(wave)`, replaced whole in one rename. A name
+        that is not one lanes writes is staged under a name the plan refuses, so the lane
+        bounces (`bad-fragment`) instead of a file landing outside the folder."""
+        import shutil
+
+        from lanes import fragments
+
+        doing = f"fetching wave {wave} for the integration pass"
+        held = self.holders(wave)
+        prefix = f"refs/heads/lanes/{wave}/"
+        tips = self._ls([prefix + "*"], doing)
+        wanted = [sha for ref, sha in tips.items() if ref[len(prefix) :] in held]
+        if wanted:
+            self._fetch(wanted, doing)
+        root = self._staged(wave)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = root.with_name(f".{root.name}.{uuid.uuid4().hex}")
+        for lane, h in held.items():
+            names = [n for n in git.list_files(self.repo, h.token, FRAGMENTS) or [] if n != ".none"]
+            blobs = git.blobs_at(self.repo, [f"{h.token}:{FRAGMENTS}/{n}" for n in names])
+            folder = tmp / lane / FRAGMENTS
+            folder.mkdir(parents=True)
+            for n, (name, blob) in enumerate(zip(names, blobs, strict=True)):
+                try:
+                    fragments.check_name(name)
+                except BadInput:
+                    name = f"not-a-fragment-name-{n}"
+                (folder / name).write_bytes(blob or b"")
+        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex}")
+        if root.exists():
+            os.rename(root, old)
+        tmp.mkdir(exist_ok=True)
+        os.rename(tmp, root)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _staged(self, wave: str) -> Path:
+        return self.cfg.state_dir / "remote" / wave
+
+    def fragment_dir(self, wave: str, lane: str) -> Path:
+        return self._staged(wave) / lane / FRAGMENTS
+
     def integrator_lease(self, wave: str, owner: str) -> AbstractContextManager[None]:
         return self._lease(wave, owner)
 
@@ -520,8 +550,9 @@ class RemoteCoord:
             else:
                 self._fetch([there], doing)
                 _, when, said = git.commit_info(self.repo, there)
-                if time.time() - when > self.cfg.stale_after_seconds:
-                    pushed = self._push([(commit, ref, there)], doing)  # taken over: stale
+                # Taken over when stale, or at once when its pass was killed on this machine.
+                if time.time() - when > self.cfg.stale_after_seconds or _dead_here(said):
+                    pushed = self._push([(commit, ref, there)], doing)
                 if not pushed.ok:
                     holder = said.splitlines()[0].split(": ", 1)[-1] if said else "unknown"
                     raise Contention(
@@ -568,8 +599,10 @@ class RemoteCoord:
                 if sha:
                     message = f"lanes integrated {ref.rsplit('/', 1)[-1]} into {new}\n"
                     updates.append((self._commit(f"{sha}^{{tree}}", [sha], message), ref, sha))
+            failpoint("remote-land-push")
             pushed = self._push(updates, doing)
             if pushed.ok:
+                failpoint("remote-landed")
                 return Landed(True, new, "", made)
             if pushed.stale(main):
                 found = self._ls([main], doing).get(main, "")
@@ -579,6 +612,25 @@ class RemoteCoord:
             if time.monotonic() > deadline:
                 raise self._failed(doing, "the ledger kept moving under lanes")
             time.sleep(random.uniform(0, 0.05))
+
+
+def _dead_here(message: str) -> bool:
+    """A lease or claim message naming this host and a process that no longer runs here."""
+    fields = dict(line.split(": ", 1) for line in message.splitlines() if ": " in line)
+    pid = fields.get("pid", "")
+    if fields.get("host") != socket.gethostname() or not pid.isdigit() or int(pid) <= 0:
+        return False
+    return not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _not_held(wave: str, lane: str, where: str) -> Refused:
