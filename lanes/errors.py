@@ -272,6 +272,21 @@ _declare(
     "lanes fragment withdraw: the lane has no fragment of that name",
     "name one of the lane's fragments (listed with the error)",
 )
+# Claude Code hooks: lanes hook worktree-create|worktree-remove, lanes init --claude-code
+_declare(
+    "bad-hook-input",
+    BAD_INPUT,
+    "lanes hook: the hook document on standard input is missing, not a JSON object, "
+    "incomplete in time, too big, or lacks a field it needs",
+    "run it as Claude Code's hook (lanes init --claude-code), or pipe a document in by hand",
+)
+_declare(
+    "bad-claude-settings",
+    BAD_INPUT,
+    "lanes init --claude-code: .claude/settings.json is not a JSON object lanes can merge "
+    "its hooks into (or not a regular file); it was left unchanged",
+    "fix .claude/settings.json (valid JSON, an object; hooks an object of arrays), then rerun",
+)
 
 # -- 3: contention ---------------------------------------------------------------------------
 _declare(

@@ -10,16 +10,21 @@ anything is written: a refusal leaves the checkout as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lanes import discover, git
 from lanes.config import Config, Settings, settings_from, tool_lanes
 from lanes.errors import BadInput
+
+if TYPE_CHECKING:
+    from lanes.hooks import SettingsPlan, SettingsResult
 
 HEADER = """\
 # lanes configuration, written by `lanes init` (docs/configuration.md lists every key).
@@ -43,6 +48,10 @@ class InitResult:
     inbox_ignored_by: str | None = None  # the rule that already ignored the inbox, if any
     gitignore_added: bool = False  # init appended the inbox to .gitignore (or would)
     dry_run: bool = False
+    # --claude-code: the hooks written into .claude/settings.json (docs/claude-code.md), and
+    # whether the configuration already there was kept (then only the hooks are written)
+    claude_settings: SettingsResult | None = None
+    config_kept: bool = False
 
 
 def init(
@@ -53,13 +62,26 @@ def init(
     main: str | None = None,
     worktree_root: str | None = None,
     dry_run: bool = False,
+    claude_code: bool = False,
 ) -> InitResult:
     """Discover the surfaces of the repository around `cwd` and write its lanes.toml (with
-    `dry_run`, only say what would be written). Everything is checked first."""
+    `dry_run`, only say what would be written). Everything is checked first.
+
+    With `claude_code`, also write lanes' Claude Code hooks into .claude/settings.json; in a
+    repository lanes is configured in already (and without `force` or flags for the new
+    configuration), only the hooks."""
     where = git.locate(cwd)
     root = where.main_checkout
     target, gitignore = root / "lanes.toml", root / ".gitignore"
     settings = _settings(root, project, main, worktree_root)
+    hooks_plan = None
+    if claude_code:
+        from lanes import hooks
+
+        hooks_plan = hooks.plan_hooks(root)  # a settings.json lanes cannot merge: exit 2 now
+        flags = (project, main, worktree_root) != (None, None, None)
+        if not force and not flags and _configured(root, target):
+            return _hooks_only(target, gitignore, hooks_plan, dry_run)
     existing_ignore = _check_writable(target, gitignore)
     _check_unconfigured(root, target, force)
     cfg = Config(settings=settings, main_checkout=root, common_dir=where.common_dir, source="init")
@@ -74,7 +96,35 @@ def init(
         os.replace(tmp, target)  # whole or not at all
         if ignored_by is None:
             _append_line(gitignore, existing_ignore, f"/{inbox}/")
-    return _result(target, gitignore, surfaces, text, ignored_by, dry_run)
+    result = _result(target, gitignore, surfaces, text, ignored_by, dry_run)
+    if hooks_plan is None:
+        return result
+    return dataclasses.replace(result, claude_settings=_write_hooks(hooks_plan, dry_run))
+
+
+def _write_hooks(plan: SettingsPlan, dry_run: bool) -> SettingsResult:
+    from lanes import hooks
+
+    if dry_run:
+        return dataclasses.replace(plan.result, dry_run=True)
+    return hooks.write_hooks(plan)
+
+
+def _hooks_only(target: Path, gitignore: Path, plan: SettingsPlan, dry_run: bool) -> InitResult:
+    """`lanes init --claude-code` where lanes is configured already: the configuration is
+    kept as it is, and only the hooks are written."""
+    return InitResult(
+        config_path=str(target),
+        gitignore=str(gitignore),
+        dry_run=dry_run,
+        claude_settings=_write_hooks(plan, dry_run),
+        config_kept=True,
+    )
+
+
+def _configured(root: Path, target: Path) -> bool:
+    """A lanes.toml, or [tool.lanes] in pyproject.toml (what _check_unconfigured refuses)."""
+    return target.exists() or _configured_in_pyproject(root / "pyproject.toml")
 
 
 def _result(
