@@ -75,6 +75,15 @@ def test_demo_json_tells_the_whole_story(tmp_path: Path) -> None:
     ]
     assert len(doc["head"]) == 40 and any("hotfix" in line for line in doc["log"])
 
+    # Many machines: two clones shared wave 45 through the remote's refs, a third landed it.
+    machines = doc["machines"]
+    assert machines["refused_holder"] == "laptop-agent"
+    assert {"refs/lanes/45/claims/audit-log", "refs/lanes/45/ledger"} <= set(
+        machines["remote_refs"]
+    )
+    assert machines["integrated"] == ["audit-log", "search-v2"]
+    assert machines["verify_ok"] is True and machines["ledger_ok"] is True
+
     # It cleaned up after itself: the scratch directory (worktrees inside it) is gone.
     assert doc["removed"] is True and not doc["kept"]
     assert not Path(doc["directory"]).exists()
