@@ -138,6 +138,10 @@ def integrate(cfg: Config, wave: str, progress: batches.Progress | None = None) 
             raise
         for ld in result.landings:  # their rows went with main (_move_main)
             _archive(cfg, wave, ld.lane, ld.fragments)
+            if cfg.settings.setup.ports:  # an integrated lane's ports are free again
+                from lanes import ports
+
+                ports.free(cfg, wave, ld.lane)
             _failpoint("archived")
         for b in result.bounced:
             extra = {"together_with": b.together_with} if b.together_with else {}

@@ -10,6 +10,7 @@ The claim directory is the lane's local working area in both: fragments, saved w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,13 +21,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lanes import coord, git, saves, worktrees
 from lanes.config import Config
 from lanes.coord import local
-from lanes.errors import BadInput, Contention, OperationalError, Refused
+from lanes.errors import BadInput, Contention, LanesError, OperationalError, Refused
+from lanes.failpoint import failpoint
 from lanes.names import check_agent, check_lane, check_wave
+
+if TYPE_CHECKING:
+    from lanes import setup as setup_mod  # imported when a claim has something to set up
 
 RECORD = "claim.json"
 HEARTBEAT = "heartbeat"
@@ -46,9 +51,13 @@ class ClaimRecord:
     worktree: str
     branch: str
     sparse: list[str] = field(default_factory=list)
+    port: int | None = None  # the first of the lane's [setup] ports; None: no ports
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        doc = dict(self.__dict__)
+        if doc["port"] is None:
+            del doc["port"]  # a record without ports reads as lanes always wrote it
+        return doc
 
 
 def ledger(cfg: Config, wave: str) -> coord.EventLog:
@@ -105,6 +114,8 @@ def read_record(claim_dir: Path, problems: list[str] | None = None) -> ClaimReco
                 if kind == "int"
                 else isinstance(value, list) and all(isinstance(x, str) for x in value)
                 if kind == "list[str]"
+                else value is None or type(value) is int
+                if kind == "int | None"
                 else True  # a field of a type not listed here is checked below, if at all
             )
             if not fits:
@@ -137,6 +148,8 @@ def read_record(claim_dir: Path, problems: list[str] | None = None) -> ClaimReco
             why.append(f"base {raw['base'][:80]!r} is not a commit id")
         if raw["pid"] <= 0:
             why.append(f"pid {raw['pid']} is not a process id")
+        if raw.get("port") is not None and not 1 <= raw["port"] <= 65535:
+            why.append(f"port {raw['port']} is not a port (1 to 65535)")
         if not raw["host"].isprintable() or len(raw["host"]) > 255:
             why.append("host is not a host name")
     if why:
@@ -173,6 +186,9 @@ class ClaimResult:
     base: str
     claim_dir: str
     resumed: bool
+    port: int | None = None  # LANES_PORT: the first of the lane's ports ([setup] ports)
+    ports: list[int] = field(default_factory=list)
+    setup: setup_mod.SetupReport | None = None  # None: nothing to set up
 
 
 def claim(
@@ -242,49 +258,79 @@ def claim(
             hint="claim a new lane name for new work",
         )
 
+    todo = _setup_plan(cfg)  # read before anything is claimed: bad input changes nothing
     claim_dir = cfg.claim_dir(wave, lane)
     path = cfg.worktree_path(wave, lane)
     branch = cfg.branch(wave, lane)
+    stamp, count = _now(), cfg.settings.setup.ports
+    c = coord.for_config(cfg)
+    log = c.ledger(wave)
+    wave_dir = cfg.wave_dir(wave)
+    wave_dir.mkdir(parents=True, exist_ok=True)
+    _exclude_inbox(cfg)
+    tmp = wave_dir / f".claiming-{lane}-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    port: int | None = None
+    if count:
+        from lanes import ports
+
+        try:  # the slot is live while `tmp` exists, then while the claim dir holds this claim
+            port = ports.allocate(cfg, wave, lane, agent, os.getpid(), stamp, tmp.name)
+            failpoint("claim-port-taken")
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OperationalError) and exc.code == "no-free-port":
+                taken = c.holder(wave, lane)
+                if taken is not None:  # the lane is held anyway: that is the answer
+                    raise _taken(log, wave, lane, agent, taken) from None
+                log.append("claim-refused", lane, agent, reason="no-free-port")
+            raise
     record = ClaimRecord(
         wave,
         lane,
         agent,
         socket.gethostname(),
         os.getpid(),
-        _now(),
+        stamp,
         base_sha,
         str(path),
         branch,
         list(sparse),
+        port,
     )
-    wave_dir = cfg.wave_dir(wave)
-    wave_dir.mkdir(parents=True, exist_ok=True)
-    _exclude_inbox(cfg)
-    tmp = wave_dir / f".claiming-{lane}-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    (tmp / FRAGMENTS).mkdir()
-    (tmp / RECORD).write_text(json.dumps(record.to_json(), indent=2) + "\n", encoding="utf-8")
-    (tmp / HEARTBEAT).write_text(record.time + "\n", encoding="utf-8")
 
-    log = ledger(cfg, wave)
-    c = coord.for_config(cfg)
     try:
+        (tmp / FRAGMENTS).mkdir()
+        (tmp / RECORD).write_text(json.dumps(record.to_json(), indent=2) + "\n", encoding="utf-8")
+        (tmp / HEARTBEAT).write_text(record.time + "\n", encoding="utf-8")
         won, holder = c.publish_claim(wave, lane, record.to_json(), tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _drop_port(cfg, port, tmp.name)
         raise
     if not won:
         shutil.rmtree(tmp, ignore_errors=True)
-        holder_name = holder.agent or "unknown"
-        log.append("claim-refused", lane, agent, holder=holder_name, reason="claimed")
-        raise Contention(
-            "claimed",
-            f"lane {wave}/{lane} is held by {holder_name}",
-            hint="pick another lane, or wait until it is released or reaped",
-            holder=holder_name,
-            wave=wave,
-            lane=lane,
-        )
+        _drop_port(cfg, port, tmp.name)
+        raise _taken(log, wave, lane, agent, holder)
+    held = [holder]  # the hold as it is now: a heartbeat during a long setup moves it (remote)
+
+    def refuse(exc: BaseException, **details: Any) -> None:
+        """Nothing half-done: the claim is undone, its port given back."""
+        c.undo_claim(wave, lane, held[0])
+        _drop_port(cfg, port, tmp.name)
+        reason = exc.code if isinstance(exc, LanesError) else type(exc).__name__
+        log.append("claim-refused", lane, agent, reason=reason, path=str(path), **details)
+
+    if count and holder.record is not None and holder.record.get("port") != port:
+        # Remote: an earlier claim of this agent here, killed half-way, was finished
+        # instead of ours (lanes/coord/remote.py): its record, and so its port, hold.
+        from lanes import ports
+
+        try:
+            port = ports.adopt(cfg, wave, lane, tmp.name, holder.record)
+        except BaseException as exc:
+            refuse(exc)
+            raise
     kept = worktrees.kept_for(cfg, path, branch)
     try:
         if kept:
@@ -295,13 +341,46 @@ def claim(
             new_branch = worktrees.create(cfg, path, branch, base_sha, sparse)
     except BaseException as exc:
         # Nothing half-done: the claim is undone when its worktree cannot be made.
-        c.undo_claim(wave, lane, holder)
-        reason = exc.code if isinstance(exc, OperationalError) else type(exc).__name__
-        log.append("claim-refused", lane, agent, reason=reason, path=str(path))
+        refuse(exc)
         raise
     if not new_branch:
         # Resuming a released or reaped lane: its branch keeps its committed work.
         base_sha = git.merge_base(cfg.main_checkout, cfg.main, branch) or base_sha
+    report = None
+    if todo is not None:
+        from lanes import brief, setup
+
+        def beat() -> None:
+            held[0] = c.heartbeat(wave, lane, held[0])
+            if c.kind != "local":
+                local.touch_heartbeat(claim_dir / HEARTBEAT, wave, lane)
+
+        env = brief.env_of(cfg, record, base_sha)  # what `lanes env` prints, one home
+        try:
+            report = setup.run(cfg, todo, path, claim_dir, env, beat)
+        except BaseException as exc:
+            # Either the lane is held with its worktree set up, or it is not held: the
+            # worktree this claim made goes (a kept one stays, as it was before the claim).
+            if not kept:
+                with contextlib.suppress(LanesError, OSError):
+                    worktrees.remove(cfg, path, branch if new_branch else None)
+            kept_log = setup.keep_log(cfg, wave, lane, claim_dir)
+            if isinstance(exc, setup.SetupError):
+                failed = setup.failure(exc, wave, lane, kept_log)
+                refuse(failed, step=exc.step, log=failed.extra["log"], **exc.facts)
+                raise failed from None
+            refuse(exc)
+            raise
+    extra: dict[str, Any] = {}
+    if port is not None:
+        extra["port"] = port
+    if report is not None:
+        extra["setup"] = {
+            "copied": report.copied,
+            "linked": report.linked,
+            "commands": len(report.commands),
+            "skipped": report.skipped_count,
+        }
     log.append(
         "claim",
         lane,
@@ -312,10 +391,65 @@ def claim(
         resumed=not new_branch,
         kept_worktree=kept,
         sparse=list(sparse),
+        **extra,
     )
     return ClaimResult(
-        wave, lane, agent, str(path), branch, base_sha, str(claim_dir), not new_branch
+        wave,
+        lane,
+        agent,
+        str(path),
+        branch,
+        base_sha,
+        str(claim_dir),
+        not new_branch,
+        port,
+        list(range(port, port + count)) if port is not None else [],
+        report,
     )
+
+
+def _taken(
+    log: coord.EventLog, wave: str, lane: str, agent: str, holder: coord.Holder
+) -> Contention:
+    holder_name = holder.agent or "unknown"
+    log.append("claim-refused", lane, agent, holder=holder_name, reason="claimed")
+    return Contention(
+        "claimed",
+        f"lane {wave}/{lane} is held by {holder_name}",
+        hint="pick another lane, or wait until it is released or reaped",
+        holder=holder_name,
+        wave=wave,
+        lane=lane,
+    )
+
+
+def _setup_plan(cfg: Config) -> setup_mod.Plan | None:
+    """What setup the claim does; None (at the cost of one lstat, no import and no git) for
+    a repository without [setup] copy, link, commands or a .worktreeinclude."""
+    s = cfg.settings.setup
+    if not (s.copy_ or s.link or s.commands) and not os.path.lexists(
+        cfg.main_checkout / ".worktreeinclude"
+    ):
+        return None
+    from lanes import setup
+
+    return setup.plan(cfg)
+
+
+def free_port(cfg: Config, record: ClaimRecord) -> None:
+    """Give the port slot of a claim that is no longer held back (released, reaped,
+    integrated); only that claim's, never a newer claim's of the lane."""
+    if record.port is not None:
+        from lanes import ports
+
+        ports.free(cfg, record.wave, record.lane, claim=record)
+
+
+def _drop_port(cfg: Config, port: int | None, claiming: str) -> None:
+    if port is not None:
+        from lanes import ports
+
+        ports.drop(cfg, claiming)
 
 
 def held(cfg: Config, wave: str, lane: str) -> tuple[Path, ClaimRecord]:
@@ -339,6 +473,7 @@ def held_by(cfg: Config, wave: str, lane: str) -> tuple[Path, ClaimRecord, coord
             # reaped elsewhere, or a claim undone while this machine was cut off): the
             # local working area is archived, its saved work kept; the lane is not held.
             archive(cfg, wave, lane, "superseded")
+            free_port(cfg, record)
             record = None
     if record is None or holder is None:
         raise Refused(
@@ -487,6 +622,7 @@ def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> R
         dest = coord.for_config(cfg).retire(wave, lane, holder, "released")
         details = retired.details(dest)
         ledger(cfg, wave).append("release", lane, record.agent, archived_to=str(dest), **details)
+        free_port(cfg, record)
     return ReleaseResult(
         wave,
         lane,

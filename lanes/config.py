@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -118,6 +119,118 @@ class DeployConfig(_Surface):
         return self
 
 
+_GLOB = re.compile(r"[*?\[]")
+_PORT_RANGE = re.compile(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*")
+
+
+def _relative_pattern(value: str, what: str) -> str:
+    """A path or glob under the main checkout's root, as [setup] names them: relative,
+    without '..' or a backslash, not inside .git (`./x` is `x`; a trailing / is kept)."""
+    text = value.strip()
+    path = PurePosixPath(text)
+    if (
+        not text
+        or text.startswith("/")
+        or not path.parts
+        or ".." in path.parts
+        or "\\" in text
+        or "\0" in text
+        or path.parts[0] == ".git"
+    ):
+        raise ValueError(
+            f"{value!r} is not {what} inside the repository (relative to its root, without "
+            "'..', not absolute), like .env or config/local"
+        )
+    return path.as_posix() + ("/" if text.endswith("/") else "")
+
+
+class SetupConfig(_Section):
+    """What every new lane worktree gets before its agent starts (docs/setup.md)."""
+
+    # git-ignored files or folders (globs allowed), from the root; `copy` in the file (the
+    # name would shadow pydantic's BaseModel.copy)
+    copy_: list[str] = Field([], alias="copy")
+    link: list[str] = []  # git-ignored folders shared by an absolute symlink
+    commands: list[str] = []  # run in the new worktree, in order, through /bin/sh -c
+    ports: int = 0  # ports reserved per lane: LANES_PORT .. LANES_PORT+ports-1
+    port_range: str = "20000-29999"
+
+    @field_validator("copy_")
+    @classmethod
+    def _copy(cls, value: list[str]) -> list[str]:
+        found = []
+        for item in value:
+            if item.strip().startswith("!"):
+                raise ValueError(
+                    f"{item!r}: a negation has no meaning here; write negations in "
+                    ".worktreeinclude (one gitignore pattern a line)"
+                )
+            found.append(_relative_pattern(item, "a path"))
+        return list(dict.fromkeys(found))
+
+    @field_validator("link")
+    @classmethod
+    def _link(cls, value: list[str]) -> list[str]:
+        found = []
+        for item in value:
+            folder = _relative_pattern(item, "a folder").rstrip("/")
+            if _GLOB.search(folder) or item.strip().startswith("!"):
+                raise ValueError(f"{item!r} is not a folder: name it without * ? [ or !")
+            found.append(folder)
+        return list(dict.fromkeys(found))
+
+    @field_validator("commands")
+    @classmethod
+    def _commands(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.strip() or "\0" in item:
+                raise ValueError(f'{item!r} is not a command, like "uv sync --frozen"')
+        return value
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            shown = json.dumps(value, default=str)
+            raise ValueError(
+                f"must be a whole number, 0 or more (ports reserved per lane; 0: none), not {shown}"
+            )
+        return value
+
+    @field_validator("port_range")
+    @classmethod
+    def _port_range(cls, value: str) -> str:
+        match = _PORT_RANGE.fullmatch(value)
+        low, high = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+        if not match or not 1 <= low <= high <= 65535:
+            raise ValueError(
+                f"{value!r} is not a range of ports LOW-HIGH, 1 <= LOW <= HIGH <= 65535, "
+                "like 20000-29999"
+            )
+        return f"{low}-{high}"
+
+    @property
+    def port_bounds(self) -> tuple[int, int]:
+        """The first and the last port of `port_range`."""
+        low, _, high = self.port_range.partition("-")
+        return int(low), int(high)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SetupConfig:
+        both = sorted(set(self.link) & {c.rstrip("/") for c in self.copy_})
+        if both:
+            raise ValueError(
+                f"link {both[0]!r} is also in copy: a folder is either copied or linked"
+            )
+        low, high = self.port_bounds
+        if self.ports > high - low + 1:
+            raise ValueError(
+                f"ports = {self.ports} is more than port_range {self.port_range} holds "
+                f"({high - low + 1} ports): widen port_range or lower ports"
+            )
+        return self
+
+
 class Settings(_Section):
     """Exactly what lanes.toml may say (unknown keys are refused)."""
 
@@ -135,6 +248,7 @@ class Settings(_Section):
     manifest: ManifestConfig | None = None
     version: VersionConfig | None = None
     deploy: DeployConfig | None = None
+    setup: SetupConfig = SetupConfig()
 
     @field_validator("stale_after", mode="before")
     @classmethod
@@ -263,6 +377,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "manifest": ManifestConfig,
     "version": VersionConfig,
     "deploy": DeployConfig,
+    "setup": SetupConfig,
 }
 
 
@@ -307,7 +422,8 @@ def settings_from(raw: dict[str, Any], source: str) -> Settings:
             for name in section:  # the known keys where the unknown one was found
                 model = _SECTIONS.get(str(name), model)
             where = f" in [{'.'.join(map(str, section))}]" if section else ""
-            hint = f"known keys{where}: " + ", ".join(model.model_fields) + f"; {hint}"
+            known = [f.alias or name for name, f in model.model_fields.items()]
+            hint = f"known keys{where}: " + ", ".join(known) + f"; {hint}"
         raise BadInput("bad-config", f"{source}: " + "; ".join(problems), hint=hint) from None
 
 

@@ -101,6 +101,8 @@ def _collect(
     if hist.state == "integrated":
         landed = (hist.submit_details or {}).get("head")
         with _locked(cfg, wave, lane, dry_run):
+            if not dry_run:
+                claims.free_port(cfg, record)  # its work is on main: its ports are free
             return _finish_integrated(cfg, wave, lane, record, landed, dry_run)
     return None
 
@@ -220,6 +222,7 @@ def _reap(
         dest = claims.archive(cfg, wave, lane, "reaped")
     details = retired.details(dest)
     saved = details["saved_patch"]
+    claims.free_port(cfg, record)
     claims.ledger(cfg, wave).append(
         "reap",
         lane,

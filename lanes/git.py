@@ -1181,3 +1181,33 @@ def scratch_to(worktree: Path, rev: str) -> None:
     test left in it: only the files that differ are written."""
     run(["reset", "--hard", "--quiet", rev], worktree)
     run(["clean", "-ffdxq"], worktree)
+
+
+# -- setup of a new lane's worktree (lanes/setup.py) --
+
+
+def untracked_matching(repo: Path, patterns: Sequence[str]) -> list[str]:
+    """Untracked paths of `repo`'s working tree matched by gitignore-style `patterns` (and
+    by them alone: the repository's own ignore rules are asked separately, `ignored_in`).
+    Files one by one; a nested repository as its folder, with a trailing `/`."""
+    args = ["ls-files", "-z", "--others", "--ignored", *(f"--exclude={p}" for p in patterns)]
+    code, data, err = _run_bytes(args, repo)
+    if code != 0:
+        raise OperationalError(
+            "git-failed", f"git ls-files --others --ignored failed: {err}", hint="see git's message"
+        )
+    return [p.decode("utf-8", "surrogateescape") for p in data.split(b"\0") if p]
+
+
+def ignored_in(worktree: Path, paths: Sequence[str]) -> set[str]:
+    """Those of `paths` that git ignores in `worktree`, by its own rules; a path the
+    worktree's index tracks is never among them (a trailing `/` asks about a folder)."""
+    if not paths:
+        return set()
+    data = "".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape")
+    code, out, err = _run_bytes(["check-ignore", "-z", "--stdin"], worktree, data)
+    if code not in (0, 1):  # 1: none of them is ignored
+        raise OperationalError(
+            "git-failed", f"git check-ignore failed: {err}", hint="see git's message"
+        )
+    return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
