@@ -145,6 +145,23 @@ _declare(
     kind="outcome",
 )
 
+# setup on every claim, and the port registry (lanes claim, [setup])
+_declare(
+    "setup-failed",
+    OPERATIONAL,
+    "lanes claim: the new worktree's setup failed (a copy, a link or a setup command): the "
+    "claim is undone, its worktree and new branch removed; the error names the step, the "
+    "command, its exit code and the end of its output (the whole of it in log)",
+    "fix what failed (the [setup] section, or what the command needs), then claim again",
+)
+_declare(
+    "no-free-port",
+    OPERATIONAL,
+    "lanes claim: every slot of [setup] port_range is held by a live lane; nothing was claimed",
+    "release lanes you no longer need (lanes release, lanes gc), or widen port_range or "
+    "lower ports in [setup]; then claim again",
+)
+
 # -- 2: bad input, nothing was changed -------------------------------------------------------
 _declare(
     "bad-usage",
@@ -287,6 +304,14 @@ _declare(
     "its hooks into (or not a regular file); it was left unchanged",
     "fix .claude/settings.json (valid JSON, an object; hooks an object of arrays), then rerun",
 )
+# the wave runner (lanes run)
+_declare(
+    "bad-plan",
+    BAD_INPUT,
+    "lanes run: the plan is invalid (a key unknown or of the wrong type, a bad lane name, a "
+    "lane twice, two lanes owning one path, a task file missing); nothing was claimed",
+    "fix the key the message names (docs/runner.md describes the plan), then run it again",
+)
 
 # -- 3: contention ---------------------------------------------------------------------------
 _declare(
@@ -306,6 +331,14 @@ _declare(
     CONTENTION,
     "someone moved main during the pass; nothing changed",
     "run lanes integrate again",
+)
+# the wave runner (lanes run)
+_declare(
+    "runner-running",
+    CONTENTION,
+    "lanes run: another runner is running this wave on this machine",
+    "wait for it to finish (lanes status WAVE shows its lanes), or stop it with Ctrl-C; "
+    "then run it again: it resumes",
 )
 
 # -- 4: refused by a rule --------------------------------------------------------------------
@@ -381,6 +414,16 @@ _declare(
     REFUSED,
     "lanes verify: at least one check failed",
     "fix what each failing check says, then run lanes verify again",
+    kind="outcome",
+)
+# the wave runner (lanes run)
+_declare(
+    "lanes-unfinished",
+    REFUSED,
+    "lanes run: at least one lane did not finish (its agent failed, timed out or left "
+    "uncommitted work, its submit was refused, or someone else holds it); its work is kept",
+    "read each lane's outcome and its agent.log, fix what it names, then run lanes run "
+    "again: finished lanes are not run again",
     kind="outcome",
 )
 

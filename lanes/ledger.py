@@ -46,6 +46,8 @@ EVENTS = frozenset(
         "bounced",
         "integrate-done",
         "verify",
+        "agent-start",  # the wave runner (lanes run): an agent's command started
+        "agent-exit",  # ... and ended: its code, or the timeout
     }
 )
 

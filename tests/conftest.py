@@ -39,10 +39,49 @@ def worktree_root(tmp_path: Path) -> Path:
     return root
 
 
+# The coordination every test of the seed repository runs against (docs/testing.md): the
+# inbox on this machine ("local", the default), or a git remote ("remote": the seed commits
+# `remote = "origin"` and gets a bare `origin` beside it, on file://). `make test` runs the
+# suite in both; tests of the inbox's own files are marked `local_coord`.
+COORD = os.environ.get("LANES_TEST_COORD", "local")
+if COORD not in ("local", "remote"):
+    raise SystemExit(f"LANES_TEST_COORD must be local or remote, not {COORD!r}")
+
+
+@pytest.fixture(params=[COORD])
+def coord_mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def seed_repo(tmp_path: Path, worktree_root: Path) -> Path:
+def seed_repo(tmp_path: Path, worktree_root: Path, coord_mode: str) -> Path:
     """The seed-shaped repository, configured through [tool.lanes] in pyproject.toml."""
-    return scaffold.make_seed_repo(tmp_path / "jpcite", worktree_root)
+    repo = scaffold.make_seed_repo(tmp_path / "jpcite", worktree_root)
+    if coord_mode == "remote":
+        with_origin(repo, tmp_path / "origin.git")
+    return repo
+
+
+def with_origin(repo: Path, bare: Path) -> Path:
+    """Make `repo` coordinate through a bare `origin` (file://) holding its main."""
+    py = repo / "pyproject.toml"
+    py.write_text(
+        py.read_text().replace('stale_after = "30m"', 'stale_after = "30m"\nremote = "origin"')
+    )
+    git(repo, "commit", "-qam", "coordinate through origin")
+    git(repo.parent, "init", "-q", "--bare", str(bare))
+    git(repo, "remote", "add", "origin", bare.as_uri())
+    git(repo, "push", "-q", "origin", "main")
+    return bare
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if COORD != "remote":
+        return
+    skip = pytest.mark.skip(reason="checks the inbox's own files: local coordination only")
+    for item in items:
+        if item.get_closest_marker("local_coord"):
+            item.add_marker(skip)
 
 
 @pytest.fixture

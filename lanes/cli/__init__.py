@@ -60,11 +60,14 @@ def _print_version(as_json: bool) -> None:
 
 
 def _register() -> None:
-    from lanes.cli import agent_cmds, ledger_cmds, operator_cmds
+    from lanes.cli import agent_cmds, hook_cmds, lane_cmds, ledger_cmds, operator_cmds, run_cmd
 
     agent_cmds.register(app)
+    lane_cmds.register(app)
     ledger_cmds.register(app)
     operator_cmds.register(app)
+    run_cmd.register(app)
+    hook_cmds.register(app)
 
 
 _register()
