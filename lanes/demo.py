@@ -5,6 +5,8 @@ processes (lanes/demo_agents.py); two race for one lane, one edits the boot mani
 and is refused; a hotfix lands on main under one lane, which the integrator bounces. Then
 integrate, verify, the ledger and what landed on main. Then the same on many machines
 (lanes/demo_machines.py): two clones of one server share a wave, a third integrates it.
+And the wave runner (lanes/demo_run.py): `lanes run` launches five scripted agents from a
+plan, submits the finished ones, integrates and gates.
 
 Every `lanes` call is a real process run with --json, as an agent or a CI job runs it.
 This module never prints: it reports `Step`s through a callback (lanes/cli/demo_cmd.py
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lanes import demo_machines, git, scaffold
+from lanes import demo_machines, demo_run, git, scaffold
 from lanes.demo_agents import AGENTS, MANIFEST, WAVE, Call, lanes
 
 HOTFIX = "HEALTHZ_TIMEOUT_S = 5  # hotfix: stay inside Fly's 60 s health grace\n"
@@ -70,6 +72,7 @@ class DemoResult:
     log: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     machines: demo_machines.MachinesResult = field(default_factory=demo_machines.MachinesResult)
+    runner: demo_run.RunActResult = field(default_factory=demo_run.RunActResult)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -98,6 +101,7 @@ def run(report: Report, keep: bool = False) -> DemoResult:
         _ledger(repo, report, res)
         _landed(repo, seed, report, res)
         demo_machines.act(tmp, report, res)
+        demo_run.act(tmp, report, res)
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)  # the worktrees live inside it too

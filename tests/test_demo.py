@@ -84,6 +84,20 @@ def test_demo_json_tells_the_whole_story(tmp_path: Path) -> None:
     assert machines["integrated"] == ["audit-log", "search-v2"]
     assert machines["verify_ok"] is True and machines["ledger_ok"] is True
 
+    # The runner: five agents from a plan, three landed, the rule-breaker and the hung one
+    # kept claimed with the reason, and the gate refusing a wave with unfinished lanes.
+    runner = doc["runner"]
+    assert runner["exit_code"] == 4 and runner["events"] > 10
+    assert runner["outcomes"] == {
+        "billing-export": "integrated",
+        "search-index": "integrated",
+        "audit-trail": "integrated",
+        "notify-digest": "submit-refused",
+        "slow-report": "timeout",
+    }
+    assert sorted(runner["integrated"]) == ["audit-trail", "billing-export", "search-index"]
+    assert runner["verify_ok"] is False
+
     # It cleaned up after itself: the scratch directory (worktrees inside it) is gone.
     assert doc["removed"] is True and not doc["kept"]
     assert not Path(doc["directory"]).exists()
