@@ -28,6 +28,7 @@ sys.path[:0] = [str(HERE), str(ROOT)]
 import bench_claims  # noqa: E402  (a sibling module, found through sys.path above)
 import bench_discovery  # noqa: E402
 import bench_remote  # noqa: E402
+import bench_runner  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 CLAIM_GOAL = 1.25  # lanes claim / git worktree add
@@ -182,6 +183,7 @@ def render(
     note: str,
     disc: dict[str, Any] | None = None,
     rem: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> str:
     v = verdicts(res)
     races = res["races"]
@@ -356,6 +358,8 @@ claim directory, the locks, the ledger row with its fsync) took {_s(v["own"])} o
         out.extend(discovery_section(disc))
     if rem:
         out.extend(bench_remote.section(rem))
+    if run:
+        out.extend(bench_runner.section(run))
     w("## Reproducing\n")
     w(
         "`make bench` (about twenty minutes here: the integration bench alone takes about eight); `.venv/bin/python bench/run.py --quick` makes "
@@ -401,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     disc = bench_discovery.main(quick=args.quick)
     print("remote benchmarks ...", file=sys.stderr, flush=True)
     rem = bench_remote.main(quick=args.quick)
+    print("runner and setup benchmarks ...", file=sys.stderr, flush=True)
+    run = bench_runner.main(quick=args.quick)
     print(table(res, integ))
     if note:
         print(note.splitlines()[0], file=sys.stderr)
@@ -413,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                     "integrate": integ,
                     "discovery": disc,
                     "remote": rem,
+                    "runner": run,
                 },
                 indent=2,
             )
@@ -420,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
     if not args.no_docs:
-        DOC.write_text(render(res, box, integ, note, disc, rem), encoding="utf-8")
+        DOC.write_text(render(res, box, integ, note, disc, rem, run), encoding="utf-8")
         print(f"wrote {DOC.relative_to(ROOT)}", file=sys.stderr)
     return 0
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lanes import scaffold
 from lanes.demo_agents import lanes
@@ -92,8 +92,8 @@ def act(tmp: Path, report: Callable[[Step], None], res: DemoResult) -> None:
     plan.write_text(_plan(agent), encoding="utf-8")
     argv = ["run", WAVE, "--plan", str(plan), "--parallel", "5", "--integrate", "--verify"]
     call = lanes(argv, repo)
-    lines = call.doc.get("lines", [call.doc])
-    summary = next((d for d in reversed(lines) if d.get("event") == "summary"), {})
+    lines: list[dict[str, Any]] = call.doc.get("lines", [call.doc])
+    summary: dict[str, Any] = next((d for d in reversed(lines) if d.get("event") == "summary"), {})
     out.exit_code, out.events = call.rc, len(lines) - 1
     out.outcomes = {str(ln["lane"]): str(ln["outcome"]) for ln in summary.get("lanes", [])}
     out.integrated = [str(x) for x in (summary.get("integrate") or {}).get("integrated", [])]
