@@ -223,3 +223,64 @@ def wait_for(path: Path, seconds: float = 60) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.02)
+
+
+def test_a_long_pass_keeps_its_lease_and_one_taken_over_cannot_land(
+    tmp_path: Path, bare: Path, submitted: dict[str, Path]
+) -> None:
+    """stale_after = 3s and a test run of 5 s: the lease is renewed (a second pass is told
+    exit 3, not let in); a lease taken over by force meanwhile makes the landing change
+    nothing."""
+    ci = submitted["ci"]
+    py = ci / "pyproject.toml"
+    py.write_text(
+        py.read_text()
+        .replace('stale_after = "30m"', 'stale_after = "3s"')
+        .replace('test_command = ""', 'test_command = "sleep 5"')
+    )
+    main_before = on_server(bare, "refs/heads/main")
+    first = subprocess.Popen(
+        [*LANES, "integrate", WAVE, "--json"],
+        cwd=ci,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_ref(bare, f"refs/lanes/{WAVE}/integrator")
+    time.sleep(4)  # older than stale_after, had it not been renewed
+    other = submitted["m1"]
+    py1 = other / "pyproject.toml"
+    py1.write_text(py1.read_text().replace('stale_after = "30m"', 'stale_after = "3s"'))
+    code, second = lanes_json(other, "integrate", WAVE)
+    assert code == 3 and second["error"] == "integrator-running", second
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert json.loads(out)["integrated"] == ["a", "b"]
+    assert on_server(bare, "refs/heads/main") != main_before
+
+    # Taken over by force while a pass runs: that pass lands nothing.
+    agent_lane(submitted["m0"], "c", "202_c.sql", "patch")
+    main_before = on_server(bare, "refs/heads/main")
+    first = subprocess.Popen(
+        [*LANES, "integrate", WAVE, "--json"],
+        cwd=ci,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_ref(bare, f"refs/lanes/{WAVE}/integrator")
+    rival = git(bare, "commit-tree", git(bare, "hash-object", "-t", "tree", "/dev/null"), "-m", "x")
+    git(bare, "update-ref", f"refs/lanes/{WAVE}/integrator", rival)
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 3 and json.loads(out)["error"] == "integrator-running", out
+    assert on_server(bare, "refs/heads/main") == main_before
+    assert on_server(bare, f"refs/lanes/{WAVE}/integrator") == rival
+
+
+def wait_for_ref(bare: Path, ref: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while subprocess.run(
+        ["git", "rev-parse", "-q", "--verify", ref], cwd=bare, capture_output=True
+    ).returncode:
+        assert time.monotonic() < deadline, f"{ref} never appeared"
+        time.sleep(0.02)

@@ -26,6 +26,7 @@ import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -227,6 +228,8 @@ class RemoteCoord:
         self.url = url
         self.where = f"remote {remote} ({url})"
         self.repo = cfg.main_checkout
+        self._leases: dict[str, str] = {}  # wave -> the integrator's lease commit this holds
+        self._lease_lock = threading.Lock()
 
     # -- talking to the remote -----------------------------------------------------------
     def _failed(self, doing: str, said: str, **extra: Any) -> OperationalError:
@@ -563,12 +566,48 @@ class RemoteCoord:
                         "then run again",
                         owner=holder,
                     )
+        self._leases[wave] = commit
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(wave, ref, stop), name="lanes-lease", daemon=True
+        )
+        renewer.start()
         try:
             yield
         finally:
+            stop.set()
+            renewer.join()
+            with self._lease_lock:
+                held = self._leases.pop(wave, commit)
             # Unreachable now: the lease goes stale after stale_after, and is taken over.
             with suppress(OperationalError):
-                self._push([("", ref, commit)], f"releasing the integrator's lease of {wave}")
+                self._push([("", ref, held)], f"releasing the integrator's lease of {wave}")
+
+    def _renew(self, wave: str, ref: str, stop: threading.Event) -> None:
+        """Keep a long pass's lease fresh: every stale_after / 3, the lease ref moves to a
+        child commit, pinned to the one held. A renewal that finds the lease taken over
+        stops; the landing push, pinned to the lease too, then changes nothing."""
+        every = max(1.0, self.cfg.stale_after_seconds / 3)
+        while not stop.wait(every):
+            with self._lease_lock:
+                held = self._leases.get(wave)
+                if not held:
+                    return
+                fresh = self._commit(
+                    {},
+                    [held],
+                    f"lanes integrator {wave}: renewed\n\nhost: {socket.gethostname()}\npid: {os.getpid()}\n",
+                )
+                try:
+                    pushed = self._push(
+                        [(fresh, ref, held)], f"renewing the integrator's lease of {wave}"
+                    )
+                except OperationalError:
+                    continue  # cut off for now: try again at the next beat
+                if not pushed.ok:
+                    self._leases[wave] = ""  # lost: the landing will be refused
+                    return
+                self._leases[wave] = fresh
 
     def land(
         self,
@@ -599,11 +638,28 @@ class RemoteCoord:
                 if sha:
                     message = f"lanes integrated {ref.rsplit('/', 1)[-1]} into {new}\n"
                     updates.append((self._commit(f"{sha}^{{tree}}", [sha], message), ref, sha))
+            lease_ref = self._ref(wave, "integrator")
+            with self._lease_lock:  # pinned: a pass whose lease was taken over cannot land
+                held = self._leases.get(wave)
+                if held == "":
+                    raise self._lease_lost(wave)
+                if held is not None:
+                    fresh = self._commit(
+                        {},
+                        [held],
+                        f"lanes integrator {wave}: landing {new}\n\nhost: {socket.gethostname()}\npid: {os.getpid()}\n",
+                    )
+                    updates.append((fresh, lease_ref, held))
             failpoint("remote-land-push")
             pushed = self._push(updates, doing)
             if pushed.ok:
+                if held is not None:
+                    with self._lease_lock:
+                        self._leases[wave] = fresh
                 failpoint("remote-landed")
                 return Landed(True, new, "", made)
+            if held is not None and pushed.stale(lease_ref):
+                raise self._lease_lost(wave)
             if pushed.stale(main):
                 found = self._ls([main], doing).get(main, "")
                 if found == new and pushed.retried:  # our own try landed, answer lost
@@ -612,6 +668,14 @@ class RemoteCoord:
             if time.monotonic() > deadline:
                 raise self._failed(doing, "the ledger kept moving under lanes")
             time.sleep(random.uniform(0, 0.05))
+
+    def _lease_lost(self, wave: str) -> Contention:
+        return Contention(
+            "integrator-running",
+            f"this pass's lease of wave {wave} on the {self.where} was taken over by another "
+            "pass; nothing changed: main, the ledger and the claims are as they were",
+            hint="see lanes ledger WAVE for the other pass; run again once it is done",
+        )
 
 
 def _dead_here(message: str) -> bool:
