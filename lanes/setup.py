@@ -245,7 +245,16 @@ def _candidates(cfg: Config, todo: Plan, skips: list[Skip]) -> list[str]:
     inbox = cfg.settings.inbox.strip("/") + "/"
     linked = tuple(folder + "/" for folder in todo.link)
     found = []
-    for rel in git.untracked_matching(cfg.main_checkout, todo.copy):
+    matched = git.untracked_matching(cfg.main_checkout, todo.copy)
+    if matched:  # each pattern that brings nothing is named (a typo is never silent)
+        for pattern in todo.copy:
+            if not pattern.startswith("!") and not (
+                len(todo.copy) == 1 or git.untracked_matching(cfg.main_checkout, [pattern])
+            ):
+                skips.append(Skip(pattern, _MATCHES_NOTHING))
+    else:
+        skips += [Skip(p, _MATCHES_NOTHING) for p in todo.copy if not p.startswith("!")]
+    for rel in matched:
         under = rel.rstrip("/") + "/"
         if under.startswith(inbox):
             skips.append(Skip(rel, "in the lanes inbox: never copied"))
@@ -254,6 +263,12 @@ def _candidates(cfg: Config, todo: Plan, skips: list[Skip]) -> list[str]:
         else:
             found.append(rel)
     return sorted(found, key=lambda rel: rel.rstrip("/").split("/"))
+
+
+_MATCHES_NOTHING = (
+    "matches no untracked file of the main checkout (no such file, or a tracked one): "
+    "nothing copied for it"
+)
 
 
 class _Copier:

@@ -117,6 +117,30 @@ def test_a_tracked_file_is_never_copied_nor_overwritten(seed_repo: Path) -> None
     assert git(wt, "status", "--porcelain") == ""
 
 
+def test_a_copy_pattern_that_brings_nothing_is_named(seed_repo: Path) -> None:
+    """A typo (config/locl.yaml) or a tracked file in `copy`, a .worktreeinclude line that
+    matches nothing: each is listed in the claim's setup.skipped and in setup.log."""
+    ignore(seed_repo, ".env")
+    (seed_repo / ".env").write_text("main\n")
+    (seed_repo / ".worktreeinclude").write_text("*.nothing-here\n")
+    configure(seed_repo, copy=[".env", "config/locl.yaml", "src/app.py"])
+    rc, doc = claim(seed_repo)
+    assert rc == 0, doc
+    skipped = {s["path"]: s["reason"] for s in doc["setup"]["skipped"]}
+    assert set(skipped) == {"/config/locl.yaml", "/src/app.py", "*.nothing-here"}, skipped
+    assert all("matches no untracked file" in why for why in skipped.values())
+    log = Path(doc["claim_dir"], "setup.log").read_text()
+    assert "skipped /config/locl.yaml" in log and "skipped *.nothing-here" in log
+    assert (Path(doc["worktree"]) / ".env").read_text() == "main\n"
+    # nothing at all to copy: every pattern named
+    configure(seed_repo, copy=["missing"])
+    (seed_repo / ".worktreeinclude").unlink()
+    assert run_lanes(seed_repo, "release", "w1", "a").returncode == 0
+    rc, doc = claim(seed_repo, "b")
+    assert rc == 0, doc
+    assert [s["path"] for s in doc["setup"]["skipped"]] == ["/missing"]
+
+
 def test_a_file_the_worktree_has_is_never_overwritten(seed_repo: Path) -> None:
     """A kept worktree claimed again: the lane's own edits stay."""
     ignore(seed_repo, ".env")
