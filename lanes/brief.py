@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class Brief:
     fragments: list[str]  # the surfaces that take fragments here
     main_uncommitted: list[Change]
     ignored_missing: list[str]  # git-ignored in the main checkout, absent from the worktree
+    saved: list[str]  # work saved when the lane was released or reaped before: newest first
     setup: dict[str, Any]
     env: dict[str, str]
 
@@ -128,9 +130,30 @@ def brief(cfg: Config, wave: str, lane: str) -> Brief:
         fragments=[k for k in template.FRAGMENT_COMMANDS if any(c.surface == k for c in found)],
         main_uncommitted=changes,
         ignored_missing=missing,
+        saved=_saved(cfg, wave, lane),
         setup=_setup(cfg),
         env=env_of(cfg, record, base, ports),
     )
+
+
+def _saved(cfg: Config, wave: str, lane: str) -> list[str]:
+    """The saves (uncommitted work as a patch, ignored files as a tar.gz) that releases and
+    reaps of this lane left in the wave's archive, newest first: a lane claimed again does
+    not get them back by itself, so its agent is told where they are."""
+    archive = cfg.wave_dir(wave) / ".archive"
+    try:
+        mine = re.compile(rf"{re.escape(lane)}-(released|reaped)-\d{{8}}T\d{{6}}-[0-9a-f]+")
+        held = [d for d in archive.iterdir() if mine.fullmatch(d.name) and d.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for folder in sorted(held, key=lambda d: d.name.split("-")[-2:], reverse=True):
+        found += sorted(
+            str(p)
+            for p in folder.iterdir()
+            if p.name.endswith(("-uncommitted.patch", "-ignored.tar.gz"))
+        )
+    return found[:10]
 
 
 def brief_text(cfg: Config, wave: str, lane: str) -> str:

@@ -361,6 +361,14 @@ def _lacks(b: Brief) -> str:
     if gave:
         text += "; [setup] " + "; ".join(gave)
     out.append(_wrap("   - ", text, "     "))
+    patches = [p for p in b.saved if p.endswith(".patch")]
+    if b.saved:
+        text = (
+            "the work saved when this lane was given up before is not in it: "
+            + ", ".join(b.saved[:3])
+            + (f"; to take it back: git apply {patches[0]}" if patches else "")
+        )
+        out.append(_wrap("   - ", text, "     "))
     if b.sparse:
         out.append(
             _wrap(

@@ -441,19 +441,19 @@ def worktree_remove(req: RemoveRequest) -> RemoveResult:
     def left(reason: str) -> RemoveResult:
         return RemoveResult(path, "left", reason, wave, lane, record.agent)
 
+    now = state.lane_state(cfg, wave, lane)
+    if now == "integrated":
+        return left(f"lane {wave}/{lane} is integrated: lanes gc removes its worktree")
     if not record.agent.startswith(AGENT_PREFIX):
         return left(
             f"lane {wave}/{lane} is held by {record.agent}, not by a Claude Code session: "
             "left as it is (lanes release it by hand)"
         )
-    now = state.lane_state(cfg, wave, lane)
     if now == "submitted":
         return left(
             f"lane {wave}/{lane} is submitted: the integrator's now; its worktree stays "
             "until it is integrated (lanes gc removes it then) or bounces"
         )
-    if now == "integrated":
-        return left(f"lane {wave}/{lane} is integrated: lanes gc removes its worktree")
     try:
         released = claims.release(cfg, wave, lane)
     except Refused as exc:  # released or reaped since it was read

@@ -289,6 +289,23 @@ def test_a_resumed_lane_gets_the_base_its_branch_leaves_main_at(seed_repo: Path)
     assert doc["env"]["LANES_BASE"] != git(seed_repo, "rev-parse", "main")
 
 
+def test_a_lane_claimed_again_is_told_where_its_saved_work_is(seed_repo: Path) -> None:
+    first = _claim(seed_repo)
+    wt = Path(first["worktree"])
+    (wt / "src" / "wip.py").write_text("unfinished = True\n")
+    assert lanes_json(seed_repo, "release", "45", "api")[0] == 0
+    rc, other = lanes_json(seed_repo, "claim", "45", "api-other", "--agent", "x")
+    assert rc == 0, other
+    assert lanes_json(seed_repo, "release", "45", "api-other")[0] == 0
+    _claim(seed_repo)
+    rc, doc = lanes_json(seed_repo, "brief", "45", "api")
+    assert rc == 0, doc
+    [patch] = [p for p in doc["saved"] if p.endswith(".patch")]
+    assert "/api-released-" in patch and "unfinished = True" in Path(patch).read_text()
+    assert f"git apply {patch}" in " ".join(doc["text"].split())  # wrapped at spaces
+    assert all("api-other" not in p for p in doc["saved"])  # another lane's saves are not its
+
+
 # -- refusals -----------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from lanes import config, hooks
 from lanes.errors import BadInput
-from tests.conftest import LANES, git, lanes_json, run_lanes, snapshot
+from tests.conftest import LANES, commit_file, git, lanes_json, run_lanes, snapshot
 
 SESSION = "412cbaa3-5f0e-4f4e-9d0a-6c1b2f3e4d5a"
 AGENT = "claude-" + SESSION
@@ -346,6 +346,14 @@ def test_remove_leaves_what_is_not_a_claude_lane_alone(
     assert (code, out) == (0, "") and "held by bob" in err
     assert Path(doc["worktree"]).is_dir()
     assert lane_row(seed_repo, "w45", "by-hand")["state"] == "claimed"
+    # integrated (whoever held it): the answer is gc, not a release that would be refused
+    commit_file(Path(doc["worktree"]), "src/by_hand.py", "x = 1\n")
+    assert lanes_json(Path(doc["worktree"]), "submit")[0] == 0
+    assert lanes_json(seed_repo, "integrate", "w45")[0] == 0
+    code, out, err, _ = hook(
+        seed_repo, "worktree-remove", {"cwd": str(seed_repo), "worktree_path": doc["worktree"]}
+    )
+    assert (code, out) == (0, "") and "integrated: lanes gc removes its worktree" in err, err
 
 
 def test_remove_without_a_path_exits_2(seed_repo: Path) -> None:
