@@ -175,6 +175,11 @@ REFUSALS = (
         "worktree, then submit again",
     ),
     (
+        "worktree-busy",
+        "a rebase (or merge, cherry-pick) is unfinished in your worktree, or HEAD is off your "
+        "branch: finish it (git rebase --continue) or switch back, then submit again",
+    ),
+    (
         "bad-fragment",
         "the fragment does not parse or apply; nothing changed: fix it and drop it again",
     ),
@@ -311,8 +316,9 @@ def _state(b: Brief) -> str:
     if b.state == "bounced":
         why = f" ({b.bounce_reason})" if b.bounce_reason else ""
         return (
-            f"bounced{why}: bring your branch onto {b.main} (git rebase {b.main}), fix, commit "
-            "and submit again"
+            f"bounced{why}: bring your branch onto {b.main} (git rebase {b.main}; on a "
+            "conflict fix the files, git add them, git rebase --continue), commit and submit "
+            "again"
         )
     return b.state
 

@@ -343,6 +343,13 @@ _declare(
 
 # -- 4: refused by a rule --------------------------------------------------------------------
 _declare(
+    "worktree-busy",
+    REFUSED,
+    "lanes submit: a rebase, merge or cherry-pick is in progress in the lane's worktree, or "
+    "its HEAD is off the lane's branch: the branch's tip is not the work; nothing submitted",
+    "finish or abort what is in progress (git rebase --continue), then lanes submit again",
+)
+_declare(
     "main-diverged",
     REFUSED,
     "main here has commits the remote's main lacks; the pass lands on the remote's main only",

@@ -8,6 +8,7 @@ importing it costs a tenth of a second on every call an agent makes (docs/decisi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Sequence
@@ -116,9 +117,27 @@ def locate(cwd: Path) -> Location:
     if not common.is_absolute():  # git prints it relative to where it ran, not the top
         common = (Path(cwd) / common).resolve()
     branch = lines[2] if len(lines) > 2 and lines[2] != "HEAD" else None
+    if branch is None and len(lines) > 2:  # detached mid-rebase: still that lane's worktree
+        rebasing = _rebasing(toplevel)
+        branch = rebasing if rebasing and rebasing.startswith("lanes/") else None
     # The main checkout is the worktree that owns the common dir (<main>/.git).
     main_checkout = common.parent if common.name == ".git" else toplevel
     return Location(toplevel, main_checkout, common, branch)
+
+
+def _rebasing(worktree: Path) -> str | None:
+    """The branch a rebase in progress in `worktree` rewrites (None: no rebase)."""
+    dot = worktree / ".git"
+    try:
+        if dot.is_file():  # a linked worktree: "gitdir: <path>"
+            text = dot.read_text(encoding="utf-8").strip()
+            git_dir = Path(text.removeprefix("gitdir:").strip())
+            git_dir = git_dir if git_dir.is_absolute() else (worktree / git_dir)
+        else:
+            git_dir = dot
+    except OSError:
+        return None
+    return in_progress(git_dir)[1]
 
 
 def rev_parse(repo: Path, rev: str) -> str | None:
@@ -1211,3 +1230,52 @@ def ignored_in(worktree: Path, paths: Sequence[str]) -> set[str]:
             "git-failed", f"git check-ignore failed: {err}", hint="see git's message"
         )
     return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
+
+
+# -- a lane's worktree as its agent left it --
+
+
+@dataclass(frozen=True)
+class WorktreeState:
+    branch: str | None  # the branch HEAD is on; None: detached
+    operation: str | None  # "rebase", "merge", "cherry-pick", "revert" left in progress
+    rebasing: str | None  # the branch a rebase in progress is rewriting
+    changes: list[str]  # `git status --porcelain` lines: uncommitted work
+
+
+_IN_PROGRESS = (
+    ("rebase-merge", "rebase"),
+    ("rebase-apply", "rebase"),
+    ("MERGE_HEAD", "merge"),
+    ("CHERRY_PICK_HEAD", "cherry-pick"),
+    ("REVERT_HEAD", "revert"),
+)
+
+
+def in_progress(git_dir: Path) -> tuple[str | None, str | None]:
+    """(the operation a worktree's git dir shows in progress, the branch a rebase rewrites)."""
+    for name, operation in _IN_PROGRESS:
+        if (git_dir / name).exists():
+            rebasing = None
+            with contextlib.suppress(OSError):
+                head = (git_dir / name / "head-name").read_text(encoding="utf-8").strip()
+                rebasing = (
+                    head.removeprefix("refs/heads/") if head.startswith("refs/heads/") else None
+                )
+            return operation, rebasing
+    return None, None
+
+
+def worktree_state(worktree: Path) -> WorktreeState:
+    res = run(["rev-parse", "--absolute-git-dir", "--abbrev-ref", "HEAD"], worktree, check=False)
+    lines = res.stdout.splitlines()
+    if res.returncode != 0 or len(lines) < 2:
+        raise OperationalError(
+            "git-failed",
+            f"git could not read the worktree {worktree}: {res.stderr.strip()}",
+            hint="see git's message",
+        )
+    operation, rebasing = in_progress(Path(lines[0]))
+    status = run(["--no-optional-locks", "status", "--porcelain"], worktree, check=False)
+    changes = [line for line in status.stdout.splitlines() if line.strip()]
+    return WorktreeState(lines[1] if lines[1] != "HEAD" else None, operation, rebasing, changes)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lanes import claims, fragments, git, guard, state
 from lanes.config import Config
 from lanes.errors import Refused
+
+if TYPE_CHECKING:
+    from lanes import coord
 
 
 def _restore_commands(
@@ -55,10 +60,49 @@ def submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
         return _submit(cfg, wave, lane)
 
 
+def _worktree_as_left(
+    cfg: Config, wave: str, lane: str, record: claims.ClaimRecord, log: coord.EventLog
+) -> list[str]:
+    """What submitting would miss in the lane's worktree: a rebase, merge or cherry-pick
+    left in progress, or HEAD off the lane's branch, is refused (the branch's tip is not
+    the work yet); uncommitted changes are returned, for a warning. A worktree that is gone
+    (its branch is submitted from elsewhere) has nothing to say."""
+    worktree = Path(record.worktree)
+    if not worktree.is_dir():
+        return []
+    seen = git.worktree_state(worktree)
+    if seen.operation is None and seen.branch == record.branch:
+        return seen.changes
+    why = (
+        f"a {seen.operation} is in progress in {worktree}"
+        if seen.operation
+        else f"its HEAD is {'detached' if seen.branch is None else 'on ' + seen.branch}, not "
+        f"on {record.branch}"
+    )
+    log.append("submit-refused", lane, record.agent, reason="worktree-busy", why=why)
+    finish = {
+        "rebase": "finish it (git rebase --continue after git add of the fixed files) or undo "
+        "it (git rebase --abort)",
+        "merge": "lanes never lands merges: git merge --abort, then rebase instead",
+        "cherry-pick": "git cherry-pick --continue (or --abort)",
+        "revert": "git revert --continue (or --abort)",
+    }.get(seen.operation or "", f"git switch {record.branch} in the worktree")
+    raise Refused(
+        "worktree-busy",
+        f"lane {wave}/{lane} cannot be submitted: {why}, so its branch's tip is not the work "
+        "you see there; nothing was submitted",
+        hint=f"{finish}; then lanes submit again",
+        worktree=str(worktree),
+        operation=seen.operation,
+        head_branch=seen.branch,
+    )
+
+
 def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     claim_dir, record, holder = claims.held_by(cfg, wave, lane)
     state.require_open(cfg, wave, lane, "be submitted")
     log = claims.ledger(cfg, wave)
+    left = _worktree_as_left(cfg, wave, lane, record, log)
     shape = guard.unlandable(cfg, cfg.main, record.branch, record.branch)
     if shape is not None:  # an orphan branch, or one with a merge: the pass would bounce it
         commits = [sha for sha, _ in shape.commits]
@@ -110,6 +154,13 @@ def _submit(cfg: Config, wave: str, lane: str) -> SubmitResult:
     ahead = git.commits_ahead(cfg.main_checkout, cfg.main, record.branch)
     asked = [e for _, f in frags if isinstance(f, fragments.ManifestFragment) for e in f.entries]
     warnings = fragments.unmet_entries(cfg, record.branch, asked)
+    if left:
+        shown = ", ".join(line[3:] for line in left[:10]) + (" ..." if len(left) > 10 else "")
+        warnings.append(
+            f"the worktree has {len(left)} uncommitted change(s), which are NOT submitted "
+            f"(only the branch's commits are): {shown}; commit them and submit again if "
+            "they are part of the work"
+        )
     if ahead == 0 and not frags:  # handed over all the same: the agent may mean it
         warnings.append(
             f"lane {wave}/{lane} has no commit ahead of {cfg.main} and no fragment: the "
