@@ -478,6 +478,17 @@ def _wave_integrated(cfg: Config, head: str, waves: list[str]) -> Check:
                 f"wave {w}: submitted but not integrated: {', '.join(pending)} "
                 f"(run `lanes integrate {w}`)"
             )
+        # Integrated is what main holds: a row no landing on main backs (forged by someone
+        # who can push the ledger, written by hand, or main rewound) leaves work out.
+        phantom = sorted(
+            ln for ln, h in hist.items() if h.state == "integrated" and ln not in landed
+        )
+        if phantom:
+            problems.append(
+                f"wave {w}: the ledger says {', '.join(phantom)} integrated, but {cfg.main} holds "
+                "no landing of it (no Lanes-* trailers): its work is not in this deploy (a row "
+                f"written by hand or forged, or {cfg.main} rewound); see lanes ledger {w}"
+            )
         live = sorted(ln for ln, h in hist.items() if h.state in state.HOLDING and ln not in landed)
         for lane in live:
             branch = cfg.branch(w, lane)
@@ -490,7 +501,7 @@ def _wave_integrated(cfg: Config, head: str, waves: list[str]) -> Check:
                     f"wave {w}: lane {lane} ({branch}) changes contended files: {files}; "
                     "revert them in the branch and drop fragments instead"
                 )
-        integrated = sorted(set(landed) | {ln for ln, h in hist.items() if h.state == "integrated"})
+        integrated = sorted(landed)
         # Not pending (their agents hold them), but the operator deploys without them.
         out = [
             f"{ln} {h.state}"

@@ -294,6 +294,10 @@ def contended(cfg: Config) -> list[Contended]:
             "config",
             "its [tool.lanes] table only (the rest of the file is yours): ask the operator",
         )
+    from lanes.surfaces.protected import SETUP_FILES
+
+    for path in SETUP_FILES:
+        add(path, "setup", "decides what every new lane worktree gets or runs: ask the operator")
     for glob in cfg.settings.protected:
         add(glob, "protected", "protected by the configuration: ask the operator")
     add(

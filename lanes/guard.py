@@ -77,6 +77,8 @@ def _rules(cfg: Config) -> dict[str, protected.Rule]:
     rules.setdefault(
         protected.CONFIG_FILE, protected.Rule(protected.CONFIG_KIND, protected.INSTEAD)
     )
+    for path in protected.SETUP_FILES:
+        rules.setdefault(path, protected.Rule(protected.SETUP_KIND, protected.SETUP_INSTEAD))
     return rules
 
 

@@ -12,6 +12,10 @@ Besides the contended surfaces (their own modules), a lane may not change:
 - any `.gitattributes`, at any depth: attributes decide how git merges, diffs and checks
   out files, so one lane's `merge=union` would decide how the pass merges the lanes after
   it (docs/decisions.md, D35).
+- what decides what other lanes get and run: `.worktreeinclude` (the git-ignored files,
+  secrets among them, that every new worktree is given a copy of) and
+  `.claude/settings.json` (the hooks Claude Code runs, `lanes init --claude-code`'s among
+  them).
 
 A path is judged as git writes it and as a case-insensitive, normalising filesystem sees it
 (macOS, Windows): there `Server.json`, `server.json ` and `server.json.` are `server.json`,
@@ -35,6 +39,13 @@ PYPROJECT = "pyproject.toml"  # [tool.lanes] is read from it when there is no la
 INBOX_KIND = "inbox"
 ATTRIBUTES_KIND = "attributes"
 ATTRIBUTES_FILE = ".gitattributes"
+SETUP_KIND = "setup"
+SETUP_FILES = (".worktreeinclude", ".claude/settings.json")
+SETUP_INSTEAD = (
+    "nothing: it decides what every new lane worktree is given (.worktreeinclude: which "
+    "git-ignored files are copied in) or runs (.claude/settings.json: Claude Code's hooks); "
+    "ask the operator to change it on main"
+)
 INSTEAD = "nothing: ask the operator to change it"
 TOOL_LANES_INSTEAD = (
     "nothing: [tool.lanes] holds the rules every lane is judged by; ask the operator to "
