@@ -427,8 +427,10 @@ _declare(
 _declare(
     "lanes-unfinished",
     REFUSED,
-    "lanes run: at least one lane did not finish (its agent failed, timed out or left "
-    "uncommitted work, its submit was refused, or someone else holds it); its work is kept",
+    "lanes run: at least one lane did not finish (its outcome: failed, timeout, "
+    "uncommitted, off-branch, no-work, cannot-start, submit-refused, interrupted, released, "
+    "reaped, held-elsewhere, or claim-failed: its claim or [setup] failed, e.g. "
+    "setup-failed, no-free-port); its work is kept",
     "read each lane's outcome and its agent.log, fix what it names, then run lanes run "
     "again: finished lanes are not run again",
     kind="outcome",

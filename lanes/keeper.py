@@ -8,7 +8,9 @@ standard input and its standard output and error into a pipe it reads, and it:
 
 - keeps the output in the log, bounded: the first --head bytes, then the last --tail ones
   (the file is rewritten, through a temporary file and a rename, whenever more than twice
-  --tail has piled up after the head), with a line saying how much was dropped;
+  --tail has piled up after the head), with a line saying how much was dropped; the log's
+  folder is held open, so a claim directory archived while the agent runs (the agent
+  released its lane) takes the whole log with it;
 - stops the agent's process group (TERM, then KILL after --grace seconds) when the
   timeout passes, when the runner closes its end of the --ctl pipe, or when the keeper
   gets SIGTERM/SIGHUP. The runner closes that pipe to stop an agent; the kernel closes it
@@ -55,7 +57,12 @@ class BoundedLog:
         self.tail = bytearray()  # what the file holds after the head (and the marker)
         self.total = 0
         self.dropped = 0
-        self.fh = open(path, "wb")  # noqa: SIM115 (kept open for the whole run)
+        # The folder is held open and every later open and rename is made relative to it:
+        # when the claim directory is archived while the agent runs (the agent released
+        # the lane), the log goes on in the archive, whole, and never reappears at the
+        # old path (where a new claim of the lane may live by then).
+        self.dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        self.fh = self._open(path.name, os.O_TRUNC)
 
     def write(self, data: bytes) -> None:
         self.total += len(data)
@@ -85,18 +92,27 @@ class BoundedLog:
         cut = len(self.tail) - self.tail_max
         self.dropped += cut
         del self.tail[:cut]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as out:
+        tmp = self.path.name + ".tmp"
+        with self._open(tmp, os.O_TRUNC) as out:
             out.write(self.head)
             out.write(self.marker())
             out.write(self.tail)
-        os.replace(tmp, self.path)  # whole, or the old file: never a half-written log
+        # Whole, or the old file: never a half-written log.
+        os.replace(tmp, self.path.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
         self.fh.close()
-        self.fh = open(self.path, "ab")  # noqa: SIM115
+        self.fh = self._open(self.path.name, os.O_APPEND)
+
+    def _open(self, name: str, how: int) -> Any:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | how, 0o644, dir_fd=self.dir_fd)
+        return os.fdopen(fd, "wb")
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.fh.close()
+        if self.dir_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.dir_fd)
+            self.dir_fd = -1
 
 
 def _report(doc: dict[str, Any]) -> None:

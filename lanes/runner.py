@@ -13,15 +13,23 @@ second runner of the wave gets `runner-running` (exit 3). For each lane, at most
 1. where is it? integrated or submitted: finished, not run again; held by someone else:
    reported and left alone; held by this runner's own agent id on this host, with its
    worktree: resumed (an earlier run was interrupted: the agent restarts on its branch,
-   its commits kept); otherwise claimed (lanes.claims.claim, which sets the worktree up);
+   its commits kept, told why the attempt before ended; a worktree whose HEAD is off the
+   branch is put back only when that moves no file and leaves no commit behind, else the
+   agent is not started: `off-branch`); otherwise claimed (lanes.claims.claim, which sets
+   the worktree up);
 2. the agent's command starts in the worktree through a keeper (lanes/keeper.py), in its
    own process group, the brief and the task on standard input, the lane's environment;
    its output goes to `agent.log` in the claim directory, bounded; the runner heartbeats
    the lane while it runs; `agent-start` goes into the ledger;
-3. when it ends, `agent-exit` (its code, or "timeout"); on exit 0 with a clean worktree on
-   the lane's branch the lane is submitted (lanes.submit); a refusal is kept with its
-   recovery, and the lane waits. Anything else (a failure, a timeout, uncommitted work)
-   leaves the lane claimed with its work, and the reason.
+3. when it ends, the runner reads where the lane is now: released or reaped under the agent
+   (`released`, `reaped`: the claim directory, and the log with it, are in the archive),
+   claimed by someone else since (`held-elsewhere`), submitted by the agent itself; only a
+   lane still held by this runner's agent is judged by what the agent did: exit 0 with a
+   clean worktree on the lane's branch and something to hand over (a commit ahead of main,
+   or a fragment) is submitted (lanes.submit; a refusal is kept with its recovery, and the
+   lane waits); exit 0 with nothing is `no-work`; anything else (a failure, a timeout,
+   uncommitted work, HEAD off the branch) leaves the lane claimed with its work, and the
+   reason. `agent-exit` goes into the ledger with that outcome and reason.
 
 Ctrl-C (SIGINT, also SIGTERM or SIGHUP to the runner) stops every agent (the keeper sends
 TERM to its group, KILL after the grace period) and starts nothing new; the result says
@@ -72,8 +80,10 @@ class LaneResult:
 
     lane: str
     agent: str
-    outcome: str  # submitted, integrated, failed, timeout, uncommitted, submit-refused,
-    # held-elsewhere, claim-failed, interrupted (and bounced, once the CLI has integrated)
+    outcome: str  # submitted, integrated; still held by the runner's agent, its work kept:
+    # failed, timeout, uncommitted, off-branch, no-work, cannot-start, submit-refused,
+    # interrupted; not held by it: released, reaped, held-elsewhere, claim-failed (and
+    # bounced, once the CLI has integrated)
     reason: str
     worktree: str = ""
     branch: str = ""
@@ -159,9 +169,85 @@ def runner_lock(cfg: Config, wave: str) -> Iterator[None]:
 # -- what the agent gets --------------------------------------------------------------------
 
 
-def agent_input(brief: str, task: str) -> str:
-    """What the agent reads on standard input: its brief (`lanes brief`), then its task."""
-    return brief.rstrip("\n") + "\n\n# Your task\n\n" + task.strip("\n") + "\n"
+def agent_input(brief: str, task: str, resumed: str = "") -> str:
+    """What the agent reads on standard input: its brief (`lanes brief`), for a resumed
+    lane what the attempts before left (`resume_note`), then its task."""
+    text = brief.rstrip("\n") + "\n\n"
+    if resumed:
+        text += "# This lane is resumed\n\n" + resumed.strip("\n") + "\n\n"
+    return text + "# Your task\n\n" + task.strip("\n") + "\n"
+
+
+def resume_note(
+    cfg: Config, wave: str, lane: str, worktree: Path, branch: str, notes: list[str]
+) -> str:
+    """For the agent of a resumed lane: how the attempt before ended (the last `agent-exit`
+    row, and a refused submit after it), the lane's commits, what is uncommitted."""
+    rows = [ev for ev in claims.ledger(cfg, wave).events() if ev.lane == lane]
+    start = next((ev for ev in reversed(rows) if ev.event == "agent-start"), None)
+    end = next((ev for ev in reversed(rows) if ev.event == "agent-exit"), None)
+    said = [
+        "This lane was worked on before and is not finished. You continue on its branch, "
+        "with what the attempt before left: read this before you start."
+    ]
+    if start is not None and (end is None or end.seq < start.seq):
+        said.append(
+            f"- The last attempt (started {start.time}) was cut off: the runner was stopped "
+            "or killed while its agent ran, so no exit was recorded."
+        )
+    elif end is not None:
+        code = end.details.get("code")
+        reason = str(end.details.get("reason") or "")
+        said.append(
+            f"- The last attempt ended at {end.time}: {end.details.get('outcome', '?')}"
+            + (f" (exit {code})" if isinstance(code, int) else "")
+            + (f": {reason}" if reason else "")
+        )
+        refused = next(
+            (ev for ev in reversed(rows) if ev.event == "submit-refused" and ev.seq > end.seq),
+            None,
+        )
+        if refused is not None:
+            d = refused.details
+            why = str(d.get("reason") or "touches-contended-surface")
+            if d.get("why"):
+                why += f": {d['why']}"
+            if d.get("files"):
+                why += ": it changes files no lane may edit: " + ", ".join(map(str, d["files"]))
+                why += " (instead: " + "; ".join(map(str, d.get("instead") or [])) + ")"
+            said.append(f"- Then its submit was refused ({why}): your brief says how to fix that.")
+    else:
+        said.append("- No agent was started in it by lanes run before.")
+    said.extend(f"- Before you started, lanes run found that {note}." for note in notes)
+    log = git.run(
+        ["log", "--format=%h %s", "-n", "10", f"{cfg.main}..{branch}"], worktree, check=False
+    )
+    subjects = log.stdout.splitlines() if log.returncode == 0 else []
+    count = git.commits_ahead(worktree, cfg.main, branch)
+    if count:
+        said.append(f"- The branch {branch} holds {count} commit(s) not on {cfg.main}:")
+        said.extend(f"    {line}" for line in subjects)
+        if count > len(subjects):
+            said.append(f"    ... and {count - len(subjects)} more")
+    else:
+        said.append(f"- The branch {branch} holds no commit beyond {cfg.main} yet.")
+    paths = uncommitted(worktree)
+    if paths:
+        said.append(f"- Uncommitted in the worktree ({len(paths)}): they are the earlier work:")
+        said.extend(f"    {p}" for p in paths[:30])
+        if len(paths) > 30:
+            said.append(f"    ... and {len(paths) - 30} more (git status)")
+    else:
+        said.append("- Nothing is uncommitted in the worktree.")
+    logs = [cfg.claim_dir(wave, lane) / PREVIOUS_LOG]
+    gone = next((ev for ev in reversed(rows) if ev.event in ("release", "reap")), None)
+    if gone is not None and gone.details.get("archived_to"):
+        logs.append(Path(str(gone.details["archived_to"])) / LOG)  # a claim before this one
+    for path in logs:
+        if path.is_file():
+            said.append(f"- The earlier agent's output is in {path}.")
+            break
+    return "\n".join(said) + "\n"
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -187,24 +273,154 @@ def last_line(path: Path, width: int = 160) -> str:
     return ""
 
 
-def leftover_work(cfg: Config, worktree: Path, branch: str) -> str:
-    """'' when the worktree is on the lane's branch with nothing uncommitted (git-ignored
-    files aside); else what is left, in words."""
-    if not worktrees.is_ours(cfg, worktree):
-        return f"its worktree {worktree} is gone"
-    head = git.head_branch(worktree)
-    if head != f"refs/heads/{branch}":
-        return (
-            f"the worktree's HEAD is {'detached' if head is None else head}, not the lane's "
-            f"branch {branch} (git switch {branch} in {worktree})"
-        )
+def uncommitted(worktree: Path) -> list[str]:
+    """Paths with changes not committed (untracked files too, git-ignored ones aside)."""
     res = git.run(["status", "--porcelain", "--untracked-files=all"], worktree)
-    lines = [line for line in res.stdout.splitlines() if line.strip()]
-    if lines:
-        paths = [line[3:] for line in lines]
+    return [line[3:] for line in res.stdout.splitlines() if line.strip()]
+
+
+def leftover_work(cfg: Config, worktree: Path, branch: str) -> tuple[str, str]:
+    """("", "") when the worktree is on the lane's branch with nothing uncommitted
+    (git-ignored files aside); else the outcome that makes and what is left, in words that
+    follow "the agent exited 0 but"."""
+    if not worktrees.is_ours(cfg, worktree):
+        return "worktree-gone", f"its worktree {worktree} is gone"
+    off = off_branch(worktree, branch)
+    if off:
+        return "off-branch", off
+    paths = uncommitted(worktree)
+    if paths:
         more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
-        return f"{len(paths)} uncommitted change(s) in {worktree}: " + ", ".join(paths[:5]) + more
+        return "uncommitted", (
+            f"left {len(paths)} uncommitted change(s) in {worktree}: " + ", ".join(paths[:5]) + more
+        )
+    return "", ""
+
+
+def off_branch(worktree: Path, branch: str) -> str:
+    """'' when the worktree's HEAD is the lane's branch; else where it is, in words."""
+    head = git.head_branch(worktree)
+    if head == f"refs/heads/{branch}":
+        return ""
+    sha = git.rev_parse(worktree, "HEAD")
+    at = f" at {sha[:12]}" if sha else ""
+    where = "detached" + at if head is None else f"on branch {head.removeprefix('refs/heads/')}"
+    return f"its worktree's HEAD is {where}, not on the lane's branch {branch}"
+
+
+_IN_PROGRESS = {  # what a file in the git dir says is under way, and how to end it
+    "rebase-merge": ("a rebase", "git rebase --continue, or --abort"),
+    "rebase-apply": ("a rebase (or git am)", "git rebase --continue, or --abort"),
+    "MERGE_HEAD": ("a merge", "git merge --abort (lanes lands no merge: rebase instead)"),
+    "CHERRY_PICK_HEAD": ("a cherry-pick", "git cherry-pick --continue, or --abort"),
+    "REVERT_HEAD": ("a revert", "git revert --continue, or --abort"),
+    "BISECT_LOG": ("a bisect", "git bisect reset"),
+}
+
+
+def back_on_branch(worktree: Path, branch: str, change: bool = True) -> tuple[bool, str]:
+    """Put a worktree whose HEAD left the lane's branch (`off_branch`) back on it, only
+    when that loses nothing: HEAD's commit is the branch's tip or descends from it (the
+    branch is then fast-forwarded to it), no rebase, merge or the like is in progress, and
+    the branch is checked out nowhere else; neither the files nor the index change. With
+    `change` False, only says what it would do. (True, what was done, or '' when HEAD was
+    on the branch), or (False, why it cannot be and how to fix it by hand)."""
+    if not off_branch(worktree, branch):
+        return True, ""
+    ref = f"refs/heads/{branch}"
+    head = git.rev_parse(worktree, "HEAD")
+    tip = git.rev_parse(worktree, ref)
+    res = git.run(["rev-parse", *(f"--git-path={n}" for n in _IN_PROGRESS)], worktree)
+    for name, path in zip(_IN_PROGRESS, res.stdout.splitlines(), strict=False):
+        if os.path.lexists(worktree / path):
+            what, end = _IN_PROGRESS[name]
+            return False, (
+                f"{what} is in progress there: end it in {worktree} ({end}), then git switch "
+                f"{branch} if HEAD is still off it"
+            )
+    if head is None or tip is None:
+        return False, f"{'HEAD' if head is None else branch} names no commit: git switch {branch}"
+    ahead = git.commits_ahead(worktree, tip, head)  # on HEAD, not on the branch
+    behind = git.commits_ahead(worktree, head, tip)  # on the branch, not at HEAD
+    listed = git.run(["worktree", "list", "--porcelain"], worktree).stdout
+    if f"\nbranch {ref}\n" in f"\n{listed}\n":
+        return False, (
+            f"{branch} is checked out in another worktree: switch that one to another "
+            f"branch, then git switch {branch} in {worktree}"
+        )
+    if behind and ahead:
+        return False, (
+            f"HEAD has {ahead} commit(s) the branch lacks, and the branch has {behind} that "
+            "HEAD lacks: an agent started there would leave commits behind. To keep HEAD's: git "
+            f"switch -C {branch} in {worktree} (then cherry-pick the branch's own back); to "
+            f"go back to the branch as it is: git switch {branch}"
+        )
+    if behind:
+        return False, (
+            f"HEAD is {behind} commit(s) behind the branch's tip: an agent started there "
+            f"would work without them; git switch {branch} in {worktree} (HEAD holds no "
+            "commit the branch lacks; the files become the branch's)"
+        )
+    moved = f" ({branch} fast-forwarded by HEAD's {ahead} commit(s))" if ahead else ""
+    if not change:
+        return True, f"lanes run puts it back on {branch}{moved} when it runs again"
+    why = "lanes run: back on the lane's branch"
+    if ahead:
+        git.run(["update-ref", "-m", why, ref, head, tip], worktree)
+    git.run(["symbolic-ref", "-m", why, "HEAD", ref], worktree)
+    return True, f"it was put back on {branch}{moved}; no file changed"
+
+
+# -- the plan's commands, before anything is claimed ----------------------------------------
+
+_HINT_PATH = "install it, or set PATH in the lane's env, or give its absolute path"
+_HINT_ABSOLUTE = "give the path of an executable file (chmod +x it)"
+_HINT_RELATIVE = (
+    "a relative path runs in the lane's worktree, which is checked out from main (or from "
+    "the lane's branch): commit the program there with its executable bit, or give an "
+    "absolute path; for a program [setup] makes in the worktree, run it through one on "
+    'PATH, e.g. command = ["sh", "-c", "exec .venv/bin/agent -p"]'
+)
+
+
+def _executable(path: str) -> str:
+    """'' when `path` is a file this user may execute; else what it is, in words."""
+    if not os.path.lexists(path):
+        return "does not exist"
+    if os.path.isdir(path):
+        return "is a directory"
+    if not os.path.isfile(path):
+        return "is not a regular file" + (" (a broken symlink)" if os.path.islink(path) else "")
+    if not os.access(path, os.X_OK):
+        return f"is not executable (chmod +x {path})"
     return ""
+
+
+def _in_tree(repo: Path, rev: str, rel: str, hops: int = 0) -> str:
+    """'' when `rel` is an executable file in `rev`'s tree (a symlink followed, inside the
+    tree or to an executable file outside it); else what it is, in words."""
+    res = git.run(["ls-tree", "--full-tree", "-z", rev, "--", rel], repo, check=False)
+    entry = res.stdout.split("\0")[0] if res.returncode == 0 else ""
+    if not entry:
+        return f"is not in the tree of {rev}"
+    mode, kind, sha = entry.split("\t", 1)[0].split()
+    if mode == "100755":
+        return ""
+    if mode == "120000" and hops < 8:
+        target = git.run(["cat-file", "blob", sha], repo).stdout
+        if target.startswith("/"):
+            what = _executable(target)
+            return f"is a symlink to {target}, which {what}" if what else ""
+        nxt = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+        if nxt == ".." or nxt.startswith("../"):
+            return f"is a symlink out of the worktree ({target})"
+        return _in_tree(repo, rev, nxt, hops + 1)
+    if mode == "100644":
+        return (
+            f"is not executable in {rev} (mode 100644: git update-index --chmod=+x {rel}, "
+            "then commit it)"
+        )
+    return f"is a {kind} in {rev}, not an executable file"
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -290,21 +506,52 @@ class Runner:
                 f"the integration branch {cfg.main!r} does not exist",
                 hint=f'commit to {cfg.main!r} first, or set main = "<branch>" in lanes.toml',
             )
-        import shutil
-
         for pl in self.plan.lanes:
-            program = pl.command[0]
-            if "/" in program and not os.path.isabs(program):
-                continue  # relative to the worktree, where it runs: looked for there
-            path_var = pl.env.get("PATH", os.environ.get("PATH", os.defpath))
-            if shutil.which(program, path=path_var) is None:
+            what = self._command_problem(pl)
+            if what:
+                program = pl.command[0]
                 raise BadInput(
                     "bad-plan",
-                    f"plan {self.plan.path}: lane[{pl.index}].command: {program!r} is not an "
-                    "executable program" + ("" if os.path.isabs(program) else " on PATH"),
-                    hint="install it, or give its absolute path in the plan's command",
+                    f"plan {self.plan.path}: lane[{pl.index}].command (lane {pl.name}): "
+                    f"{program!r} {what}; nothing was claimed",
+                    hint=_HINT_PATH
+                    if "/" not in program
+                    else _HINT_ABSOLUTE
+                    if os.path.isabs(program)
+                    else _HINT_RELATIVE,
                     keys=[f"lane[{pl.index}].command"],
                 )
+
+    def _command_problem(self, pl: PlannedLane) -> str:
+        """'' when the lane's program can be started where it will run; else why not. A
+        bare name is looked up on PATH (the plan's, if its env sets one); an absolute path
+        must be an executable file; a relative one is relative to the lane's worktree, so
+        it is looked for in the worktree when this runner's agent holds the lane with it
+        (a resume), else in the tree a claim would check out (the lane's branch when it
+        exists, else main's tip): committed, with its executable bit. Only files are read
+        (not the ledger: on a remote, reading it writes its rendering in the inbox)."""
+        import shutil
+
+        cfg, program = self.cfg, pl.command[0]
+        if "/" not in program:
+            path_var = pl.env.get("PATH", os.environ.get("PATH", os.defpath))
+            return "" if shutil.which(program, path=path_var) else "is not a program on PATH"
+        if os.path.isabs(program):
+            return _executable(program)
+        rel = os.path.normpath(program)
+        if rel == ".." or rel.startswith("../"):
+            return "points outside the lane's worktree"
+        branch = cfg.branch(self.wave, pl.name)
+        record = claims.read_record(cfg.claim_dir(self.wave, pl.name))
+        if record is not None:
+            if (record.agent, record.host) != (pl.agent, self._host):
+                return ""  # someone else's: left alone, not run
+            worktree = Path(record.worktree)
+            if worktrees.is_ours(cfg, worktree):
+                what = _executable(str(worktree / rel))
+                return f"{what} in the lane's worktree {worktree}" if what else ""
+        rev = branch if git.branch_exists(cfg.main_checkout, branch) else cfg.main
+        return _in_tree(cfg.main_checkout, rev, rel)
 
     def _trap_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -406,6 +653,7 @@ class Runner:
 
         if self._stop.is_set():
             return result("interrupted", "not started: the run was stopped")
+        notes: list[str] = []  # what the runner did to the lane before its agent started
         hist = state.histories(cfg, wave).get(name)
         now = hist.state if hist else None
         where = {
@@ -442,6 +690,18 @@ class Runner:
                 )
             claims.heartbeat(cfg, wave, name)
             worktree, branch, base = record.worktree, record.branch, record.base
+            where["worktree"] = worktree
+            off = off_branch(Path(worktree), branch)
+            ok, how = back_on_branch(Path(worktree), branch)
+            if not ok:
+                return result(
+                    "off-branch",
+                    f"not started: {off}; the lane stays claimed with its work: {how}, then "
+                    "run lanes run again",
+                    **where,
+                )
+            if how:
+                notes.append(f"{off}: {how}")
             base = git.merge_base(cfg.main_checkout, cfg.main, branch) or base
             resumed = True
             self._emit(
@@ -483,7 +743,7 @@ class Runner:
         where["worktree"] = worktree
         if self._stop.is_set():
             return result("interrupted", "claimed, not started: the run was stopped", **where)
-        return self._agent(pl, worktree, branch, resumed, where)
+        return self._agent(pl, worktree, branch, resumed, where, notes)
 
     def _agent(
         self,
@@ -492,6 +752,7 @@ class Runner:
         branch: str,
         resumed: bool,
         where: dict[str, str],
+        notes: list[str],
     ) -> LaneResult:
         cfg, wave, name = self.cfg, self.wave, pl.name
         claim_dir = cfg.claim_dir(wave, name)
@@ -501,7 +762,9 @@ class Runner:
         stdin_path = claim_dir / INPUT
         from lanes import brief
 
-        _write_atomic(stdin_path, agent_input(brief.brief_text(cfg, wave, name), pl.task))
+        note = resume_note(cfg, wave, name, Path(worktree), branch, notes) if resumed else ""
+        text = agent_input(brief.brief_text(cfg, wave, name), pl.task, note)
+        _write_atomic(stdin_path, text)
         env = git.clean_env()  # an inherited GIT_DIR would point the agent's git elsewhere
         if "GIT_TERMINAL_PROMPT" not in os.environ:  # the agent's own git: as the user has it
             env.pop("GIT_TERMINAL_PROMPT", None)
@@ -541,7 +804,9 @@ class Runner:
             with self._lock:
                 self._agents.pop(name, None)
             self._close(agent)
-        return self._after(pl, agent, report, resumed, where)
+        res = self._after(pl, agent, report, resumed, where)
+        res.warnings[:0] = notes
+        return res
 
     def _follow(
         self, pl: PlannedLane, agent: _Agent, keeper: subprocess.Popen[bytes], resumed: bool
@@ -606,8 +871,11 @@ class Runner:
         resumed: bool,
         where: dict[str, str],
     ) -> LaneResult:
+        """The lane's outcome once its agent has ended: first where the lane is now (the
+        agent may have released or submitted it), then, for a lane this runner's agent
+        still holds, what the agent did; `agent-exit` into the ledger, saying the same."""
         cfg, wave, name = self.cfg, self.wave, pl.name
-        worktree = Path(where["worktree"])
+        worktree, branch = Path(where["worktree"]), where["branch"]
         seconds = float(report.get("seconds", time.monotonic() - agent.started))
         base = LaneResult(
             name,
@@ -615,7 +883,7 @@ class Runner:
             "failed",
             "",
             worktree=where["worktree"],
-            branch=where["branch"],
+            branch=branch,
             claim_dir=where["claim_dir"],
             log=str(agent.log),
             ran=True,
@@ -625,37 +893,99 @@ class Runner:
         code = report.get("code")
         base.code = code if isinstance(code, int) else None
         stop = report.get("stop", "")
+        # How the agent ended: `ended` in words, `how_outcome` "" for a plain exit 0.
         if report["keeper"] in ("exec-failed", "lost"):
             base.ran = report["keeper"] == "lost"
-            outcome, reason = "failed", str(report.get("error", "the agent could not be started"))
+            ended = str(report.get("error", "the agent could not be started"))
             shown_code: Any = None
-            exit_outcome = "cannot-start" if report["keeper"] == "exec-failed" else "failed"
+            how_outcome = "cannot-start" if report["keeper"] == "exec-failed" else "failed"
         else:
             sig = report.get("signal")
             how = f"exit {code}" if code is not None else f"killed by {sig}"
             killed = " (KILL after the grace period)" if report.get("killed") else ""
             shown_code = code
             if stop == "timeout":
-                outcome = exit_outcome = "timeout"
+                how_outcome = "timeout"
                 shown_code = "timeout"
-                reason = (
+                ended = (
                     f"timed out after {pl.timeout_seconds}s: stopped (TERM to its process "
                     f"group){killed}"
                 )
             elif stop == "stopped":
-                outcome = exit_outcome = "interrupted"
+                how_outcome = "interrupted"
                 by = self._signals[0] if self._signals else "a signal to its keeper"
-                reason = f"stopped by {by} ({how}){killed}"
+                ended = f"stopped by {by} ({how}){killed}"
             elif code != 0:
-                outcome = exit_outcome = "failed"
-                reason = f"the agent failed ({how})"
+                how_outcome, ended = "failed", f"the agent failed ({how})"
             else:
-                left = leftover_work(cfg, worktree, where["branch"])
-                if left:
-                    outcome = exit_outcome = "uncommitted"
-                    reason = f"the agent exited 0 but left {left}"
+                how_outcome, ended = "", "the agent exited 0"
+        base.commits = git.commits_ahead(cfg.main_checkout, cfg.main, branch)
+        now, info = self._lane_now(pl)
+        next_step = ""
+        if now == "mine":
+            frag_dir = Path(where["claim_dir"]) / claims.FRAGMENTS
+            base.fragments = len(list(frag_dir.glob("*.json"))) if frag_dir.is_dir() else 0
+            outcome, reason = how_outcome, ended
+            if not outcome:
+                left_outcome, left = leftover_work(cfg, worktree, branch)
+                if left_outcome:
+                    outcome, reason = left_outcome, f"the agent exited 0 but {left}"
+                elif base.commits == 0 and base.fragments == 0:
+                    outcome, reason = (
+                        "no-work",
+                        f"the agent exited 0 without a commit ahead of {cfg.main} or a "
+                        "fragment: nothing to submit",
+                    )
                 else:
-                    outcome, exit_outcome, reason = "submitted", "submit", ""
+                    outcome = "submitted"
+            if outcome == "worktree-gone":
+                outcome = "failed"
+                base.error = {
+                    "error": "worktree-gone",
+                    "hint": f"lanes release {wave} {name} (what was saved is kept), then run "
+                    "lanes run again: it claims the lane anew, its branch keeps its commits",
+                }
+                next_step = "the lane is still claimed, without a worktree: " + base.error["hint"]
+            else:
+                next_step = self._next_step(pl, outcome, worktree, branch)
+            exit_outcome = "submit" if outcome == "submitted" else outcome
+        elif now in ("submitted", "integrated"):
+            outcome = exit_outcome = now
+            reason = (
+                f"the agent submitted the lane itself ({ended})"
+                if now == "submitted"
+                else f"the lane was submitted and integrated while its agent ran ({ended})"
+            )
+        else:  # released, reaped, or held by someone else since
+            outcome = exit_outcome = now
+            archived = str(info.get("archived_to") or "")
+            if archived:
+                base.claim_dir = archived
+                moved = Path(archived) / LOG
+                base.log = str(moved) if moved.exists() else ""
+            else:
+                base.claim_dir = base.log = ""
+            if not worktree.is_dir():
+                base.worktree = ""  # removed with the release (kept by --keep-worktree)
+            by = {
+                "released": "released (by its agent, or by hand: lanes release)",
+                "reaped": "reaped (lanes gc: its heartbeat had gone stale)",
+            }.get(now, "released")
+            reason = f"{ended}, and the lane was {by} while it ran"
+            if now == "held-elsewhere":
+                holder = info.get("holder") or "unknown"
+                reason += f", and is held by {holder} since: left alone"
+                base.error = {"error": "claimed", "holder": holder}
+            saved = (
+                f": its claim directory (the saved work, the log) is in {archived}"
+                if archived
+                else ""
+            )
+            next_step = (
+                f"it is not claimed by {pl.agent} any more{saved}; its branch {branch} keeps "
+                "its commits"
+                + ("; running lanes run again claims it anew" if now != "held-elsewhere" else "")
+            )
         claims.ledger(cfg, wave).append(
             "agent-exit",
             name,
@@ -664,6 +994,7 @@ class Runner:
             signal=report.get("signal"),
             seconds=base.seconds,
             outcome=exit_outcome,
+            reason=reason,
             killed=bool(report.get("killed")),
             leftovers=bool(report.get("leftovers")),
             log_bytes=report.get("log_bytes"),
@@ -677,22 +1008,84 @@ class Runner:
             signal=report.get("signal"),
             seconds=base.seconds,
             outcome=exit_outcome,
+            reason=reason,
             killed=bool(report.get("killed")),
             log_bytes=report.get("log_bytes"),
             log_dropped=report.get("log_dropped"),
         )
-        base.commits = git.commits_ahead(cfg.main_checkout, cfg.main, where["branch"])
-        frag_dir = Path(where["claim_dir"]) / claims.FRAGMENTS
-        base.fragments = len(list(frag_dir.glob("*.json"))) if frag_dir.is_dir() else 0
-        if outcome != "submitted":
-            base.outcome = outcome
-            base.reason = reason + (
-                "; the lane stays claimed with its work: run lanes run again to restart it"
-                if outcome in ("failed", "timeout", "uncommitted", "interrupted")
-                else ""
+        base.outcome = outcome
+        base.reason = reason + (f"; {next_step}" if next_step else "")
+        if exit_outcome == "submit":
+            base.reason = ""
+            return self._submit(base)
+        return base
+
+    def _next_step(self, pl: PlannedLane, outcome: str, worktree: Path, branch: str) -> str:
+        """For a lane this runner's agent still holds: what to do, said only as it is."""
+        wave, name = self.wave, pl.name
+        if outcome in ("failed", "timeout", "interrupted"):
+            return (
+                f"the lane stays claimed with its work in {worktree}: run lanes run again to "
+                "restart its agent there"
             )
-            return base
-        return self._submit(base)
+        if outcome == "uncommitted":
+            return (
+                f"the lane stays claimed with its work: commit what is listed (then lanes "
+                f"submit in {worktree}), or run lanes run again: its agent restarts there, "
+                "told what is uncommitted"
+            )
+        if outcome == "off-branch":
+            ok, fix = back_on_branch(worktree, branch, change=False)
+            if ok:
+                return f"the lane stays claimed with its work, not submitted: {fix}"
+            return (
+                f"the lane stays claimed with its work, not submitted: {fix}; then run lanes "
+                "run again"
+            )
+        if outcome == "no-work":
+            return (
+                "the lane stays claimed, nothing was submitted: read its log; run lanes run "
+                f"again to restart its agent, or lanes release {wave} {name} to give the lane up"
+            )
+        if outcome == "cannot-start":
+            return (
+                f"the lane stays claimed, nothing ran in it: fix lane[{pl.index}].command in "
+                "the plan so it can be executed, then run lanes run again"
+            )
+        return ""
+
+    def _lane_now(self, pl: PlannedLane) -> tuple[str, dict[str, Any]]:
+        """Where the lane is, read again: "mine" (held by this runner's agent here), its
+        state (submitted, integrated, released, reaped), or "held-elsewhere"; with
+        `archived_to` (where the claim directory went) and `holder` when it is known."""
+        cfg, wave, name = self.cfg, self.wave, pl.name
+        hist = state.histories(cfg, wave).get(name)
+        now = hist.state if hist else "released"
+        if now in ("submitted", "integrated"):
+            return now, {}
+        if now in ("claimed", "bounced"):
+            record = claims.read_record(cfg.claim_dir(wave, name))
+            if record is not None and (record.agent, record.host) == (pl.agent, self._host):
+                return "mine", {}
+            holder = record.agent if record else (hist.agent if hist else "")
+            return "held-elsewhere", {"holder": holder, **self._retired(name)}
+        return now, self._retired(name)
+
+    def _retired(self, name: str) -> dict[str, Any]:
+        """Where the lane's last release or reap moved its claim directory (the ledger row
+        says; else the newest such folder in the wave's archive)."""
+        for ev in reversed(claims.ledger(self.cfg, self.wave).events()):
+            if ev.lane == name and ev.event in ("release", "reap"):
+                if ev.details.get("archived_to"):
+                    return {"archived_to": str(ev.details["archived_to"])}
+                break
+        import re
+
+        mine = re.compile(rf"{re.escape(name)}-(released|reaped)-\d{{8}}T\d{{6}}-[0-9a-f]+")
+        folder = self.cfg.wave_dir(self.wave) / ".archive"
+        names = os.listdir(folder) if folder.is_dir() else []
+        found = sorted(folder / n for n in names if mine.fullmatch(n))
+        return {"archived_to": str(found[-1])} if found else {}
 
     def _submit(self, res: LaneResult) -> LaneResult:
         from lanes import submit
@@ -741,6 +1134,8 @@ class Runner:
                         claims.heartbeat(self.cfg, self.wave, agent.lane)
                     except LanesError as exc:
                         self._emit("heartbeat-failed", agent.lane, **exc.to_json())
+                        if exc.code in ("not-held", "lane-integrated"):
+                            agent.next_beat = float("inf")  # released under it: said once
                 changed = False
                 line = last_line(agent.log)
                 if line != agent.last_line:

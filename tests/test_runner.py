@@ -289,6 +289,47 @@ def test_a_bad_plan_exits_2_through_the_cli_and_claims_nothing(
     assert not (seed_repo / "tools/offline/_inbox" / WAVE).exists()
 
 
+def test_a_command_path_is_checked_before_anything_is_claimed(
+    seed_repo: Path, tmp_path: Path
+) -> None:
+    inbox = seed_repo / "tools/offline/_inbox" / WAVE
+    not_exec = tmp_path / "not-exec.sh"
+    not_exec.write_text("#!/bin/sh\n", encoding="utf-8")
+    commit_file(seed_repo, "tools/plain.sh", "#!/bin/sh\nexit 0\n")  # committed, mode 644
+
+    def refused(program: str) -> str:
+        plan = plan_file(
+            tmp_path, f'[[lane]]\nname = "a"\ntask = "t"\ncommand = ["{program}"]\n', "p.toml"
+        )
+        proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--json")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["error"] == "bad-plan" and doc["keys"] == ["lane[0].command"]
+        assert "run lanes run again" not in doc["message"] + doc["hint"]
+        assert not inbox.exists()  # nothing claimed, nothing in the ledger
+        return str(doc["message"] + " / " + doc["hint"])
+
+    assert "does not exist" in refused(str(tmp_path / "no-such-agent.sh"))
+    assert "is not executable (chmod +x" in refused(str(not_exec))
+    said = refused("./agent.sh")  # relative: to the worktree, checked out from main
+    assert "is not in the tree of main" in said and "absolute path" in said
+    assert "mode 100644" in refused("tools/plain.sh")
+    assert "outside the lane's worktree" in refused("../agent.sh")
+    # Committed with its executable bit: it passes, and runs in the lane's worktree.
+    commit_file(
+        seed_repo,
+        "tools/agent.sh",
+        '#!/bin/sh\necho x > x.txt && git add x.txt && git commit -q -m "from tools/agent.sh"\n',
+    )
+    git(seed_repo, "update-index", "--chmod=+x", "tools/agent.sh")
+    git(seed_repo, "commit", "-q", "-m", "make it executable")
+    plan = plan_file(tmp_path, '[[lane]]\nname = "a"\ntask = "t"\ncommand = ["./tools/agent.sh"]\n')
+    proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json_lines(proc.stdout)[-1]["lanes"][0]["outcome"] == "submitted"
+    assert git(seed_repo, "log", "-1", "--format=%s", f"lanes/{WAVE}/a") == "from tools/agent.sh"
+
+
 # -- the keeper's log -----------------------------------------------------------------------
 
 
@@ -302,6 +343,24 @@ def test_the_log_keeps_head_and_tail_and_says_what_it_dropped(tmp_path: Path) ->
     assert text.startswith("line 00000\n") and text.endswith("line 04999\n")
     assert f"{log.dropped} bytes of output dropped here" in text
     assert log.total == 5000 * 11 and log.dropped > 50000 - 2100
+
+
+def test_the_log_follows_its_folder_when_the_claim_dir_is_archived(tmp_path: Path) -> None:
+    """An agent that releases its lane moves the claim dir (and the log in it) to the
+    archive while the keeper writes: the log, compactions included, goes on there."""
+    claim_dir, archived = tmp_path / "claim", tmp_path / "archive"
+    claim_dir.mkdir()
+    log = keeper.BoundedLog(claim_dir / "agent.log", head=100, tail=1000)
+    log.write(b"before the release\n")
+    claim_dir.rename(archived)
+    for i in range(500):  # past 2 * tail after the head: rewritten (a temp file, a rename)
+        log.write(f"line {i:05d}\n".encode())
+    log.close()
+    assert not claim_dir.exists()  # nothing made again at the old place
+    assert sorted(p.name for p in archived.iterdir()) == ["agent.log"]
+    text = (archived / "agent.log").read_text()
+    assert text.startswith("before the release\n") and text.endswith("line 00499\n")
+    assert "bytes of output dropped here" in text
 
 
 # -- every outcome, in one wave --------------------------------------------------------------
@@ -361,6 +420,9 @@ echo c > chatty.txt && git add chatty.txt && git commit -q -m "chatty work"
 """,
     )
     dirty = agent(tmp_path, "dirty", "echo wip > wip.txt\nexit 0\n")
+    # Executable, so the plan passes; but its interpreter does not exist: exec fails.
+    nostart = agent(tmp_path, "nostart", "")
+    Path(nostart).write_text("#!/no/such/interpreter\n", encoding="utf-8")
     code, _ = lanes_json(seed_repo, "claim", WAVE, "taken", "--agent", "bob")
     assert code == 0
     plan = plan_file(
@@ -421,7 +483,7 @@ task = "t"
 [[lane]]
 name = "nostart"
 task = "t"
-command = ["./no-such-agent.sh"]
+command = ["{nostart}"]
 """,
     )
     proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--parallel", "4", "--json")
@@ -440,9 +502,11 @@ command = ["./no-such-agent.sh"]
         "chatty": "submitted",
         "dirty": "uncommitted",
         "taken": "held-elsewhere",
-        "nostart": "failed",
+        "nostart": "cannot-start",
     }
-    assert "no-such-agent.sh" in got["nostart"]["reason"] and not got["nostart"]["ran"]
+    # It cannot be started: running again only helps once the command is fixed.
+    assert "nostart.sh" in got["nostart"]["reason"] and not got["nostart"]["ran"]
+    assert "fix lane[9].command in the plan" in got["nostart"]["reason"]
     # The agent got its brief and then its task on stdin, and the lane's environment.
     stdin = (out / "1a.stdin").read_text()
     assert "lane 1a of wave w1" in stdin and stdin.rstrip().endswith("Add migration 31a.")
@@ -525,6 +589,236 @@ command = ["./no-such-agent.sh"]
     ledger_ok(seed_repo)
 
 
+# -- where the lane is when its agent ends -----------------------------------------------------
+
+
+def summary_lines(stdout: str) -> dict[str, str]:
+    """The human summary's first line per lane: {lane: "outcome ...: reason"}."""
+    found = {}
+    for line in stdout.splitlines():
+        if line and not line.startswith((" ", "lanes run")):
+            lane, _, rest = line.partition(": ")
+            found[lane] = rest
+    return found
+
+
+def test_released_idle_and_taken_lanes_are_said_as_they_are(
+    seed_repo: Path, tmp_path: Path
+) -> None:
+    """An agent that releases its lane (then exits 0 or 1), one whose lane is claimed by
+    someone else after it let go, one that does nothing, a lane held by another agent,
+    one whose claim fails: each outcome, reason and closing word says where it really is."""
+    quits = agent(
+        tmp_path,
+        "quits",
+        """
+echo "half a thought" > notes.txt
+echo "giving up on $LANES_LANE"
+$LANES release --json > /dev/null || exit 9
+echo "still talking after the release"
+exit $CODE
+""",
+    )
+    hands_over = agent(
+        tmp_path,
+        "hands-over",
+        """
+$LANES release --json > /dev/null || exit 9
+cd "$REPO" && $LANES claim w1 "$LANES_LANE" --agent eve --json > /dev/null || exit 8
+""",
+    )
+    idle = agent(tmp_path, "idle", 'echo "nothing to do"\nexit 0\n')
+    vanish = agent(tmp_path, "vanish", 'cd / && rm -rf "$LANES_WORKTREE"\n')
+    code, _ = lanes_json(seed_repo, "claim", WAVE, "taken", "--agent", "bob")
+    assert code == 0
+    blocked = config.load(seed_repo).worktree_path(WAVE, "blocked")
+    blocked.mkdir()  # a leftover directory where the worktree would go
+    main_before = git(seed_repo, "rev-parse", "main")
+    plan = plan_file(
+        tmp_path,
+        f"""
+[defaults]
+command = ["{quits}"]
+env = {{ CODE = "0", REPO = "{seed_repo}" }}
+[[lane]]
+name = "quits"
+task = "t"
+[[lane]]
+name = "quits-1"
+task = "t"
+env = {{ CODE = "1" }}
+[[lane]]
+name = "hands-over"
+task = "t"
+command = ["{hands_over}"]
+[[lane]]
+name = "idle"
+task = "t"
+command = ["{idle}"]
+[[lane]]
+name = "vanish"
+task = "t"
+command = ["{vanish}"]
+[[lane]]
+name = "taken"
+task = "t"
+[[lane]]
+name = "blocked"
+task = "t"
+""",
+    )
+    proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--parallel", "4")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    said = summary_lines(proc.stdout)
+    assert {lane: rest.split(" ")[0].rstrip(":") for lane, rest in said.items()} == {
+        "quits": "released",
+        "quits-1": "released",
+        "hands-over": "held-elsewhere",
+        "idle": "no-work",
+        "vanish": "failed",
+        "taken": "held-elsewhere",
+        "blocked": "claim-failed",
+    }, proc.stdout
+    assert states(seed_repo) == {
+        "quits": "released",
+        "quits-1": "released",
+        "hands-over": "claimed",  # by eve
+        "idle": "claimed",
+        "vanish": "claimed",
+        "taken": "claimed",
+    }
+    for lane in ("quits", "quits-1", "hands-over"):
+        assert "stays claimed" not in said[lane] and "is gone" not in said[lane]
+    assert "exit 1" in said["quits-1"] and "held by eve since" in said["hands-over"]
+    assert "the agent exited 0 but its worktree " in said["vanish"] and " is gone" in said["vanish"]
+    # The claim dir, and the log with it, are in the archive: the paths printed are those.
+    logs = [line.split("log: ", 1)[1] for line in proc.stdout.splitlines() if "  log: " in line]
+    quits_log = next(Path(x) for x in logs if "/quits-released-" in x)
+    text = quits_log.read_text()
+    assert "giving up on quits" in text and "still talking after the release" in text
+    assert (quits_log.parent / "claim.json").is_file() or any(quits_log.parent.iterdir())
+    assert any(p.name.endswith("-uncommitted.patch") for p in quits_log.parent.iterdir())
+    # Exit 0 without a commit or a fragment: not submitted, nothing landed, still claimed.
+    assert "without a commit" in said["idle"] and "stays claimed" in said["idle"]
+    rows = ledger_rows(seed_repo)
+    assert not any(r["event"] == "submit" for r in rows)
+    assert git(seed_repo, "rev-parse", "main") == main_before
+    # The ledger's agent-exit says the same.
+    exits = {r["lane"]: r["details"] for r in rows if r["event"] == "agent-exit"}
+    assert {k: v["outcome"] for k, v in exits.items()} == {
+        "quits": "released",
+        "quits-1": "released",
+        "hands-over": "held-elsewhere",
+        "idle": "no-work",
+        "vanish": "failed",
+    }
+    assert exits["quits-1"]["code"] == 1 and "released" in exits["quits-1"]["reason"]
+    # The closing word is true of each lane.
+    err = proc.stderr
+    (kept,) = [line for line in err.splitlines() if "still claimed by this runner" in line]
+    assert kept.split(":")[0].strip() == "idle"
+    assert "taken: held by bob, not by this runner" in err
+    assert "vanish: claimed by this runner's agent, but its worktree is gone: lanes release" in err
+    assert "blocked: not claimed (worktree-path-exists)" in err
+    assert "quits: released while its agent ran, no longer claimed" in err
+    assert "they stay claimed with their work" not in err
+    ledger_ok(seed_repo)
+
+
+def test_a_resumed_lane_is_told_why_and_a_detached_head_loses_nothing(
+    seed_repo: Path, tmp_path: Path
+) -> None:
+    """Exit 0 with HEAD off the branch is `off-branch`; on the rerun a HEAD that is the
+    branch's tip is put back on it and its agent starts, one whose commits the branch lacks
+    is not started at all; a resumed agent reads why the attempt before ended."""
+    out = tmp_path / "out"
+    first = agent(
+        tmp_path,
+        "first",
+        """
+echo "$LANES_LANE" > "$LANES_LANE.txt" && git add . && git commit -q -m "work of $LANES_LANE"
+case "$LANES_LANE" in
+  wander) git checkout -q --detach ;;
+  astray) git checkout -q --detach HEAD~1 && echo x > x.txt && git add x.txt && git commit -q -m stray ;;
+  crash) echo "half done" > half.txt; exit 1 ;;
+esac
+""",
+    )
+    again = agent(
+        tmp_path,
+        "again",
+        'cat > "$OUT/$LANES_LANE.stdin"\ngit add -A && git commit -q -m "the rest" || true\n',
+    )
+    lanes3 = '[[lane]]\nname = "wander"\ntask = "t"\n[[lane]]\nname = "astray"\ntask = "t"\n'
+    lanes3 += '[[lane]]\nname = "crash"\ntask = "t"\n'
+    plan = plan_file(tmp_path, f'[defaults]\ncommand = ["{first}"]\n' + lanes3)
+    proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--parallel", "3", "--json")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    got = {x["lane"]: x for x in json_lines(proc.stdout)[-1]["lanes"]}
+    assert [got[x]["outcome"] for x in ("wander", "astray", "crash")] == [
+        "off-branch",
+        "off-branch",
+        "failed",
+    ]
+    wander = got["wander"]["reason"]
+    assert wander.startswith("the agent exited 0 but its worktree's HEAD is detached at ")
+    assert f"not on the lane's branch lanes/{WAVE}/wander" in wander
+    assert "puts it back on" in wander and "stays claimed" in wander
+    assert "would leave commits behind" in got["astray"]["reason"]
+    exits = {r["lane"]: r["details"] for r in ledger_rows(seed_repo) if r["event"] == "agent-exit"}
+    assert exits["wander"]["outcome"] == "off-branch" and exits["crash"]["reason"]
+
+    stray = git(Path(got["astray"]["worktree"]), "rev-parse", "HEAD")
+    plan = plan_file(tmp_path, f'[defaults]\ncommand = ["{again}"]\n' + lanes3, "again.toml")
+    proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--parallel", "3", "--json")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    got = {x["lane"]: x for x in json_lines(proc.stdout)[-1]["lanes"]}
+    # HEAD was the branch's tip: back on the branch, nothing moved, the agent ran.
+    assert got["wander"]["outcome"] == "submitted" and got["wander"]["resumed"]
+    assert any("put back on" in w for w in got["wander"]["warnings"])
+    assert "put back on lanes/w1/wander" in (out / "wander.stdin").read_text()
+    # HEAD held a commit the branch lacks: not started, HEAD left where it was.
+    assert got["astray"]["outcome"] == "off-branch" and not got["astray"]["ran"]
+    assert "not started" in got["astray"]["reason"] and "git switch -C" in got["astray"]["reason"]
+    assert git(Path(got["astray"]["worktree"]), "rev-parse", "HEAD") == stray
+    assert not (out / "astray.stdin").exists()
+    starts = [r["lane"] for r in ledger_rows(seed_repo) if r["event"] == "agent-start"]
+    assert starts.count("astray") == 1 and starts.count("wander") == 2
+    # The resumed agent is told it is resumed, how the attempt before ended, what is left.
+    told = (out / "crash.stdin").read_text()
+    resumed = told.split("# This lane is resumed", 1)[1].split("# Your task", 1)[0]
+    assert "failed (exit 1): the agent failed (exit 1)" in resumed
+    assert "work of crash" in resumed and "half.txt" in resumed and "agent.prev.log" in resumed
+    assert got["crash"]["outcome"] == "submitted"
+    ledger_ok(seed_repo)
+
+
+def test_a_failing_setup_is_claim_failed_exit_4_as_the_docs_say(
+    seed_repo: Path, tmp_path: Path
+) -> None:
+    import re
+
+    from lanes.errors import REGISTRY
+
+    pyproject = seed_repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + '\n[tool.lanes.setup]\ncommands = ["false"]\n')
+    good = agent(tmp_path, "good", GOOD)
+    plan = plan_file(tmp_path, f'[[lane]]\nname = "a"\ntask = "t"\ncommand = ["{good}"]\n')
+    proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--json")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    summary = json_lines(proc.stdout)[-1]
+    (lane,) = summary["lanes"]
+    assert (lane["outcome"], lane["error"]["error"]) == ("claim-failed", "setup-failed")
+    assert summary["outcome"] == "lanes-unfinished" and not lane["ran"]
+    # docs/exit-codes.md's run row says so: exit 4, not 1; and so does the registry.
+    doc = (Path(__file__).parent.parent / "docs" / "exit-codes.md").read_text(encoding="utf-8")
+    (row,) = [line for line in doc.splitlines() if line.startswith("| `run` |")]
+    cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+    assert "setup" not in cells[2]  # exit 1 is the run's own failure, never one lane's
+    for outcome in ("claim-failed", "no-work", "released", "off-branch", "cannot-start"):
+        assert outcome in cells[5] and outcome in REGISTRY["lanes-unfinished"].meaning
+
+
 # -- the core, directly; then integrate and verify -------------------------------------------
 
 
@@ -535,6 +829,8 @@ def test_the_core_emits_each_step_keeps_the_heartbeat_then_integrates_and_gates(
     commit_file(
         seed_repo, "pyproject.toml", pyproject.replace('stale_after = "30m"', 'stale_after = "3s"')
     )
+    if config.load(seed_repo).settings.remote:  # main where the truth lives, as a user pushes it
+        git(seed_repo, "push", "-q", "origin", "main")
     slow = agent(
         tmp_path,
         "slow",
@@ -707,13 +1003,14 @@ def test_ctrl_c_on_a_terminal_stops_every_agent_and_exits_130(
         f'[[lane]]\nname = "a"\ntask = "t"\n[[lane]]\nname = "b"\ntask = "t"\ncommand = ["{stubborn}"]\n'
         '[[lane]]\nname = "c"\ntask = "t"\n',
     )
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "140", "LINES": "40"}
+    # 80 columns: the summary's paths, the one thing the user needs, must come out whole.
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "40"}
     pid, fd = pty.fork()
     if pid == 0:  # the child: the runner, on the terminal
         os.chdir(seed_repo)
         os.execvpe(LANES[0], [*LANES, "run", WAVE, "--plan", str(plan), "--parallel", "2"], env)
     try:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 140, 0, 0))
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
         buf = bytearray()
         assert _read_until(
             fd, buf, lambda: len(pids(out, "*.pid")) == 2 and b"running" in buf, 20
@@ -729,6 +1026,11 @@ def test_ctrl_c_on_a_terminal_stops_every_agent_and_exits_130(
     assert os.waitstatus_to_exitcode(status) == 130, text
     assert not any(alive(p) for p in procs)
     assert "stopping every agent" in text and "interrupted" in text
+    cfg = config.load(seed_repo)
+    for lane in ("a", "b"):
+        assert f"worktree: {cfg.worktree_path(WAVE, lane)}\r\n" in text, text
+        assert f"log: {cfg.claim_dir(WAVE, lane) / 'agent.log'}\r\n" in text, text
+    assert len(str(cfg.claim_dir(WAVE, "a") / "agent.log")) > 80  # longer than a line
     assert states(seed_repo) == {"a": "claimed", "b": "claimed"}  # c never started
     rows = ledger_rows(seed_repo)
     exits = {r["lane"]: r["details"] for r in rows if r["event"] == "agent-exit"}

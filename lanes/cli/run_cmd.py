@@ -46,9 +46,9 @@ def run(
     submit it when it exits 0 with its work committed; then integrate and gate if asked.
 
     Exit 0 when every lane was submitted (and integrated, and the gate passed, when asked);
-    4 when a lane did not finish (its work stays claimed: run again to resume), bounced, or
-    the gate failed; 3 when another runner runs this wave here; 2 for a bad plan (nothing
-    is claimed); 130 on Ctrl-C (every agent stopped; run again to resume).
+    4 when a lane did not finish (each lane's reason says where it is and what to do),
+    bounced, or the gate failed; 3 when another runner runs this wave here; 2 for a bad
+    plan (nothing is claimed); 130 on Ctrl-C (every agent stopped; run again to resume).
     """
     from lanes import runner, wave_plan
     from lanes.cli.context import config
@@ -165,12 +165,29 @@ _STYLE = {
     "failed": "red",
     "timeout": "red",
     "uncommitted": "yellow",
+    "off-branch": "yellow",
+    "no-work": "yellow",
+    "cannot-start": "red",
     "submit-refused": "red",
+    "released": "yellow",
+    "reaped": "yellow",
     "held-elsewhere": "yellow",
     "claim-failed": "red",
     "interrupted": "yellow",
     "bounced": "red",
 }
+# Outcomes of a lane this runner's agent still holds, its work in its worktree.
+_KEPT = (
+    "failed",
+    "timeout",
+    "uncommitted",
+    "off-branch",
+    "no-work",
+    "cannot-start",
+    "submit-refused",
+    "interrupted",
+    "bounced",
+)
 
 
 class _View:
@@ -372,42 +389,100 @@ def _view(as_json: bool) -> _View:
 
 
 def _show_summary(summary: dict[str, Any], result: RunResult) -> None:
+    """The end of the run, on standard output: one line per lane (its outcome and why),
+    then its worktree and, for a lane not finished, its log, each on a line of its own and
+    never cut or folded, whatever the terminal's width (a path is what the user copies);
+    then, on standard error, what to do next, lane by lane."""
     from rich.markup import escape
 
-    from lanes.cli.output import say, table
+    from lanes.cli.output import console, err_console, say
 
-    rows = []
+    out = console()
+    stopped = " (stopped)" if result.interrupted else ""
+    out.print(
+        f"[bold]lanes run {escape(summary['wave'])}{stopped}[/]: {len(summary['lanes'])} lane(s)",
+        soft_wrap=True,
+    )
     for lane in summary["lanes"]:
         style = _STYLE.get(lane["outcome"], "")
-        where = lane.get("worktree", "")
+        text = f"[{style}]{escape(lane['outcome'])}[/]" if style else escape(lane["outcome"])
+        head = f"{escape(lane['lane'])}: {text}"
+        if lane.get("commits") is not None:
+            head += f" ({lane['commits']} commit(s)"
+            head += (
+                f", {lane['fragments']} fragment(s))" if lane.get("fragments") is not None else ")"
+            )
+        if lane.get("reason"):
+            head += f": {escape(lane['reason'])}"
+        out.print(head, soft_wrap=True)
+        if lane.get("worktree"):
+            out.print(f"  worktree: {escape(lane['worktree'])}", soft_wrap=True)
         if lane.get("log") and not lane["finished"]:
-            where += f"\nlog: {lane['log']}"
-        rows.append(
-            [
-                escape(lane["lane"]),
-                f"[{style}]{escape(lane['outcome'])}[/]" if style else escape(lane["outcome"]),
-                escape(lane.get("reason") or ""),
-                "" if lane.get("commits") is None else str(lane["commits"]),
-                escape(where),
-            ]
-        )
-    table(
-        f"lanes run {summary['wave']}" + (" (stopped)" if result.interrupted else ""),
-        ["lane", "outcome", "why", "commits", "where"],
-        rows,
-    )
+            out.print(f"  log: {escape(lane['log'])}", soft_wrap=True)
+    steps = next_steps(summary["wave"], summary["lanes"])
     if result.interrupted:
-        say(
-            "[yellow]stopped:[/] every agent was stopped; claimed lanes keep their work in "
-            "their worktrees. Run the same command again to resume: submitted lanes are not "
-            "run again, the others restart on their branch."
-        )
+        say("[yellow]stopped:[/] every agent was stopped; nothing new was started.")
     elif summary["outcome"] == "lanes-unfinished":
-        say(
-            "[yellow]some lanes did not finish[/]: they stay claimed with their work; fix what "
-            "each one says, then run the same command again to resume"
-        )
+        say("[yellow]some lanes did not finish:[/]")
     elif summary["outcome"] == "done":
         say("[green]every lane finished[/]")
     else:
         say(f"[red]{escape(summary['outcome'])}[/]")
+    for step in steps:
+        err_console().print(step, soft_wrap=True)  # paths in them: never folded
+
+
+def next_steps(wave: str, lanes: list[dict[str, Any]]) -> list[str]:
+    """What to do about the lanes that did not finish, true of each: those still held by
+    this runner's agent resume on a rerun; the others say where they are."""
+    from rich.markup import escape
+
+    kept: list[str] = []
+    lines: list[str] = []
+    for lane in lanes:
+        name, outcome = lane["lane"], lane["outcome"]
+        error = lane.get("error") or {}
+        if lane["finished"]:
+            continue
+        if error.get("error") == "worktree-gone":
+            lines.append(
+                f"  {escape(name)}: claimed by this runner's agent, but its worktree is gone: "
+                f"{escape(str(error.get('hint', '')))}"
+            )
+        elif outcome in _KEPT and lane.get("worktree"):
+            kept.append(name)
+        elif outcome == "interrupted":
+            lines.append(
+                f"  {escape(name)}: not started in this run (it was stopped first): a rerun starts it"
+            )
+        elif outcome == "held-elsewhere":
+            holder = (lane.get("error") or {}).get("holder") or "someone else"
+            lines.append(
+                f"  {escape(name)}: held by {escape(str(holder))}, not by this runner: left alone, "
+                "and not run until it is released"
+            )
+        elif outcome in ("released", "reaped"):
+            where = f" (its claim directory: {lane['claim_dir']})" if lane.get("claim_dir") else ""
+            lines.append(
+                f"  {escape(name)}: {outcome} while its agent ran, no longer claimed{escape(where)}: "
+                "a rerun claims it anew, its branch's commits kept"
+            )
+        elif outcome == "claim-failed":
+            hint = f"; {error['hint']}" if error.get("hint") else ""
+            lines.append(
+                f"  {escape(name)}: not claimed ({escape(str(error.get('error', 'error')))}): "
+                f"{escape(lane.get('reason', ''))}{escape(hint)}; then run the same command again"
+            )
+        else:
+            lines.append(
+                f"  {escape(name)}: {escape(lane.get('reason', ''))} (lanes status {escape(wave)} "
+                "shows where it is)"
+            )
+    if kept:
+        lines.insert(
+            0,
+            f"  {escape(', '.join(kept))}: still claimed by this runner's agent, the work kept "
+            "in the worktree: run the same command again to resume (the agent restarts on "
+            "its branch), once what the reason names is fixed",
+        )
+    return lines
