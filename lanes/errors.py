@@ -427,7 +427,7 @@ _declare(
 _declare(
     "lanes-unfinished",
     REFUSED,
-    "lanes run: at least one lane did not finish (its outcome: failed, timeout, "
+    "lanes run: at least one lane did not finish (its outcome: failed, timeout, keeper-lost, "
     "uncommitted, off-branch, no-work, cannot-start, submit-refused, interrupted, released, "
     "reaped, held-elsewhere, or claim-failed: its claim or [setup] failed, e.g. "
     "setup-failed, no-free-port); its work is kept",

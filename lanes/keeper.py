@@ -1,10 +1,13 @@
 """The keeper: a small process between the wave runner and one agent.
 
     python -I -S lanes/keeper.py --ctl FD --log PATH --input PATH --timeout S --grace S
-        [--head BYTES] [--tail BYTES] -- COMMAND...
+        [--head BYTES] [--tail BYTES] [--cgroup DIR] -- COMMAND...
 
-It starts COMMAND in a session (and process group) of its own, with PATH --input on
-standard input and its standard output and error into a pipe it reads, and it:
+The runner starts it in a session of its own (the keeper leads it). With --cgroup, it first
+moves itself into that cgroup v2 folder (the runner made it), so that everything the agent
+starts is in it. It starts COMMAND in that session, in a process group of its own (not the
+keeper's), with PATH --input on standard input and its standard output and error into a
+pipe it reads, and it:
 
 - keeps the output in the log, bounded: the first --head bytes, then the last --tail ones
   (the file is rewritten, through a temporary file and a rename, whenever more than twice
@@ -15,12 +18,18 @@ standard input and its standard output and error into a pipe it reads, and it:
   timeout passes, when the runner closes its end of the --ctl pipe, or when the keeper
   gets SIGTERM/SIGHUP. The runner closes that pipe to stop an agent; the kernel closes it
   when the runner dies, even by `kill -9`, so no agent outlives its runner;
-- once the agent has exited, stops whatever it left running: the rest of its process group,
-  and (on Linux, where the keeper is a child subreaper: PR_SET_CHILD_SUBREAPER) every
-  orphaned descendant, which the kernel hands to the keeper even when it left the group
-  with setsid; so nothing is left editing the worktree when the runner submits it;
-- reports to the runner on standard output, one JSON object per line: `started` (pid),
-  then `exited` (code or signal, why it was stopped, seconds, log size), or `exec-failed`.
+- once the agent has exited, stops whatever it left running: the rest of its process group
+  and of the keeper's session, and (on Linux, where the keeper is a child subreaper:
+  PR_SET_CHILD_SUBREAPER) every orphaned descendant, which the kernel hands to the keeper
+  even when it left the session with setsid; so nothing is left editing the worktree when
+  the runner submits it;
+- ignores every signal it may that would stop or end it (SIGINT, SIGQUIT, SIGUSR1, SIGTSTP,
+  SIGALRM, ...: an agent sending them to its parent changes nothing; the agent itself gets
+  them as usual); SIGTERM and SIGHUP make it stop the agent. SIGSTOP and SIGKILL cannot be
+  caught: the runner watches for those itself (lanes/containment.py);
+- reports to the runner on standard output, one JSON object per line: `started` (pid,
+  subreaper, cgroup), then `exited` (code or signal, why it was stopped, seconds, log
+  size), or `exec-failed`.
 
 It imports nothing but the standard library and nothing of lanes, so it starts in a few
 milliseconds (`-I -S`) and works whatever the agent does to its environment.
@@ -134,7 +143,8 @@ def _subreaper() -> bool:
 
 
 def _children() -> list[int]:
-    """Live processes whose parent is the keeper: the agent, and orphans handed to it."""
+    """Live processes whose parent is the keeper (the agent, and orphans handed to it), or
+    that are in the keeper's session (what the agent started, in any process group)."""
     me = os.getpid()
     found = []
     try:
@@ -150,7 +160,9 @@ def _children() -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == me and fields[0] != b"Z":
+        if len(fields) < 4 or fields[0] == b"Z" or int(name) == me:
+            continue
+        if int(fields[1]) == me or int(fields[3]) == me:
             found.append(int(name))
     return found
 
@@ -192,6 +204,60 @@ def _signal_leftovers(pgid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
+# Signals left as they are: those that cannot be caught, those the keeper handles (TERM,
+# HUP), those whose default is harmless (CHLD, CONT, WINCH, URG) and the faults.
+_KEEP = {
+    getattr(signal, name)
+    for name in (
+        "SIGKILL", "SIGSTOP", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGCONT", "SIGWINCH", "SIGURG",
+        "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT",
+    )
+    if hasattr(signal, name)
+}  # fmt: skip
+
+
+def _ignore_signals() -> list[int]:
+    """Ignore every other signal the keeper may (an agent cannot stop or end its keeper
+    with them); the list, so the agent's own are put back to their default."""
+    ignored = []
+    for sig in signal.valid_signals():
+        if sig in _KEEP:
+            continue
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (OSError, ValueError, RuntimeError):
+            continue
+        ignored.append(int(sig))
+    return ignored
+
+
+def _join_cgroup(folder: str) -> str:
+    """'' once the keeper is in the cgroup (the agent will be too); else why not."""
+    try:
+        with open(os.path.join(folder, "cgroup.procs"), "w", encoding="ascii") as fh:
+            fh.write("0\n")
+    except OSError as exc:
+        return f"{folder}: {exc.strerror or exc}"
+    return ""
+
+
+def _failpoint(name: str) -> None:
+    """The tests' failpoints (lanes/failpoint.py, loaded by its path: the keeper imports
+    nothing of lanes); nothing happens without LANES_FAILPOINT."""
+    if not os.environ.get("LANES_FAILPOINT"):
+        return
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "lanes_failpoint", Path(__file__).with_name("failpoint.py")
+    )
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.failpoint(name)
+
+
 def _parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     if "--" not in argv:
         raise SystemExit("keeper: usage: keeper.py --ctl FD --log PATH ... -- COMMAND...")
@@ -215,11 +281,19 @@ def main(argv: list[str]) -> int:
     def on_signal(signum: int, frame: object) -> None:
         asked.append(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides; Ctrl-C reaches it
+    ignored = _ignore_signals()  # SIGINT among them: the runner decides, Ctrl-C reaches it
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     reaper = _subreaper()
+    cgroup_error = _join_cgroup(opts["--cgroup"]) if opts.get("--cgroup") else "no cgroup"
+    if opts.get("--cgroup") and cgroup_error:
+        log.note(f"cannot join the agent's cgroup ({cgroup_error}): going on without it")
     started = time.monotonic()
+
+    def as_before() -> None:  # in the agent, before it runs: its signals as they were
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_DFL)
+
     try:
         with open(opts["--input"], "rb") as stdin:
             proc = subprocess.Popen(
@@ -227,7 +301,8 @@ def main(argv: list[str]) -> int:
                 stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                process_group=0,  # in the keeper's session, in a group of its own
+                preexec_fn=as_before,  # the keeper has one thread: safe here
             )
     except OSError as exc:
         log.note(f"cannot start {command[0]}: {exc.strerror or exc}")
@@ -235,7 +310,8 @@ def main(argv: list[str]) -> int:
         _report({"keeper": "exec-failed", "error": f"{command[0]}: {exc.strerror or exc}"})
         return 0
     pgid = proc.pid
-    _report({"keeper": "started", "pid": proc.pid, "subreaper": reaper})
+    _report({"keeper": "started", "pid": proc.pid, "subreaper": reaper, "cgroup": not cgroup_error})
+    _failpoint("keeper-started")
     assert proc.stdout is not None
     out = proc.stdout.fileno()
     os.set_blocking(out, False)

@@ -20,7 +20,13 @@ second runner of the wave gets `runner-running` (exit 3). For each lane, at most
 2. the agent's command starts in the worktree through a keeper (lanes/keeper.py), in its
    own process group, the brief and the task on standard input, the lane's environment;
    its output goes to `agent.log` in the claim directory, bounded; the runner heartbeats
-   the lane while it runs; `agent-start` goes into the ledger;
+   the lane while it runs; `agent-start` goes into the ledger. The runner does not rely
+   on the keeper alone (the agent can stop or kill it): each agent has a
+   `lanes.containment.Containment` (a cgroup of its own where the runner may make one;
+   always the keeper's session and the agent's group), and a keeper that dies without its
+   report or stays stopped is lost (`keeper-lost`), one that has not ended its agent by
+   timeout + 2 x grace + _MARGIN is past the runner's own deadline (`timeout`): either
+   way the heartbeat stops and the runner kills the keeper and all of the agent's itself;
 3. when it ends, the runner reads where the lane is now: released or reaped under the agent
    (`released`, `reaped`: the claim directory, and the log with it, are in the archive),
    claimed by someone else since (`held-elsewhere`), submitted by the agent itself; only a
@@ -30,6 +36,9 @@ second runner of the wave gets `runner-running` (exit 3). For each lane, at most
    lane waits); exit 0 with nothing is `no-work`; anything else (a failure, a timeout,
    uncommitted work, HEAD off the branch) leaves the lane claimed with its work, and the
    reason. `agent-exit` goes into the ledger with that outcome and reason.
+
+What the worktree holds (before a resume, after the agent) is read by
+lanes.agent_worktree; the plan's commands are checked by lanes.plan_commands.
 
 Ctrl-C (SIGINT, also SIGTERM or SIGHUP to the runner) stops every agent (the keeper sends
 TERM to its group, KILL after the grace period) and starts nothing new; the result says
@@ -44,6 +53,7 @@ import contextlib
 import json
 import os
 import queue
+import selectors
 import signal
 import socket
 import subprocess
@@ -56,7 +66,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lanes import claims, git, state, worktrees
+from lanes import claims, containment, git, plan_commands, state, worktrees
+from lanes.agent_worktree import (
+    LOG,
+    PREVIOUS_LOG,
+    back_on_branch,
+    leftover_work,
+    off_branch,
+    resume_note,
+)
 from lanes.config import Config
 from lanes.errors import BadInput, Contention, LanesError, Refused
 from lanes.names import check_wave
@@ -65,13 +83,13 @@ from lanes.wave_plan import Plan, PlannedLane
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
 
-LOG = "agent.log"
-PREVIOUS_LOG = "agent.prev.log"  # the log of the run before, when the lane is resumed
 INPUT = "agent-input.md"  # what the agent got on standard input: the brief, then the task
 FINISHED = ("submitted", "integrated")
 DEFAULT_PARALLEL = 4
 _KEEPER = Path(__file__).with_name("keeper.py")
 _POLL = 0.5  # seconds between looks at the running agents (output, commits, heartbeat)
+_MARGIN = 3.0  # past timeout + 2 x grace, the runner stops the agent itself (below)
+_STOPPED_LOST = 1.0  # a keeper stopped (SIGSTOP, a tracer) this long is lost
 
 
 @dataclass
@@ -81,8 +99,8 @@ class LaneResult:
     lane: str
     agent: str
     outcome: str  # submitted, integrated; still held by the runner's agent, its work kept:
-    # failed, timeout, uncommitted, off-branch, no-work, cannot-start, submit-refused,
-    # interrupted; not held by it: released, reaped, held-elsewhere, claim-failed (and
+    # failed, timeout, uncommitted, off-branch, no-work, cannot-start, keeper-lost,
+    # submit-refused, interrupted; not held by it: released, reaped, held-elsewhere, claim-failed (and
     # bounced, once the CLI has integrated)
     reason: str
     worktree: str = ""
@@ -178,78 +196,6 @@ def agent_input(brief: str, task: str, resumed: str = "") -> str:
     return text + "# Your task\n\n" + task.strip("\n") + "\n"
 
 
-def resume_note(
-    cfg: Config, wave: str, lane: str, worktree: Path, branch: str, notes: list[str]
-) -> str:
-    """For the agent of a resumed lane: how the attempt before ended (the last `agent-exit`
-    row, and a refused submit after it), the lane's commits, what is uncommitted."""
-    rows = [ev for ev in claims.ledger(cfg, wave).events() if ev.lane == lane]
-    start = next((ev for ev in reversed(rows) if ev.event == "agent-start"), None)
-    end = next((ev for ev in reversed(rows) if ev.event == "agent-exit"), None)
-    said = [
-        "This lane was worked on before and is not finished. You continue on its branch, "
-        "with what the attempt before left: read this before you start."
-    ]
-    if start is not None and (end is None or end.seq < start.seq):
-        said.append(
-            f"- The last attempt (started {start.time}) was cut off: the runner was stopped "
-            "or killed while its agent ran, so no exit was recorded."
-        )
-    elif end is not None:
-        code = end.details.get("code")
-        reason = str(end.details.get("reason") or "")
-        said.append(
-            f"- The last attempt ended at {end.time}: {end.details.get('outcome', '?')}"
-            + (f" (exit {code})" if isinstance(code, int) else "")
-            + (f": {reason}" if reason else "")
-        )
-        refused = next(
-            (ev for ev in reversed(rows) if ev.event == "submit-refused" and ev.seq > end.seq),
-            None,
-        )
-        if refused is not None:
-            d = refused.details
-            why = str(d.get("reason") or "touches-contended-surface")
-            if d.get("why"):
-                why += f": {d['why']}"
-            if d.get("files"):
-                why += ": it changes files no lane may edit: " + ", ".join(map(str, d["files"]))
-                why += " (instead: " + "; ".join(map(str, d.get("instead") or [])) + ")"
-            said.append(f"- Then its submit was refused ({why}): your brief says how to fix that.")
-    else:
-        said.append("- No agent was started in it by lanes run before.")
-    said.extend(f"- Before you started, lanes run found that {note}." for note in notes)
-    log = git.run(
-        ["log", "--format=%h %s", "-n", "10", f"{cfg.main}..{branch}"], worktree, check=False
-    )
-    subjects = log.stdout.splitlines() if log.returncode == 0 else []
-    count = git.commits_ahead(worktree, cfg.main, branch)
-    if count:
-        said.append(f"- The branch {branch} holds {count} commit(s) not on {cfg.main}:")
-        said.extend(f"    {line}" for line in subjects)
-        if count > len(subjects):
-            said.append(f"    ... and {count - len(subjects)} more")
-    else:
-        said.append(f"- The branch {branch} holds no commit beyond {cfg.main} yet.")
-    paths = uncommitted(worktree)
-    if paths:
-        said.append(f"- Uncommitted in the worktree ({len(paths)}): they are the earlier work:")
-        said.extend(f"    {p}" for p in paths[:30])
-        if len(paths) > 30:
-            said.append(f"    ... and {len(paths) - 30} more (git status)")
-    else:
-        said.append("- Nothing is uncommitted in the worktree.")
-    logs = [cfg.claim_dir(wave, lane) / PREVIOUS_LOG]
-    gone = next((ev for ev in reversed(rows) if ev.event in ("release", "reap")), None)
-    if gone is not None and gone.details.get("archived_to"):
-        logs.append(Path(str(gone.details["archived_to"])) / LOG)  # a claim before this one
-    for path in logs:
-        if path.is_file():
-            said.append(f"- The earlier agent's output is in {path}.")
-            break
-    return "\n".join(said) + "\n"
-
-
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     tmp.write_text(text, encoding="utf-8")
@@ -273,156 +219,6 @@ def last_line(path: Path, width: int = 160) -> str:
     return ""
 
 
-def uncommitted(worktree: Path) -> list[str]:
-    """Paths with changes not committed (untracked files too, git-ignored ones aside)."""
-    res = git.run(["status", "--porcelain", "--untracked-files=all"], worktree)
-    return [line[3:] for line in res.stdout.splitlines() if line.strip()]
-
-
-def leftover_work(cfg: Config, worktree: Path, branch: str) -> tuple[str, str]:
-    """("", "") when the worktree is on the lane's branch with nothing uncommitted
-    (git-ignored files aside); else the outcome that makes and what is left, in words that
-    follow "the agent exited 0 but"."""
-    if not worktrees.is_ours(cfg, worktree):
-        return "worktree-gone", f"its worktree {worktree} is gone"
-    off = off_branch(worktree, branch)
-    if off:
-        return "off-branch", off
-    paths = uncommitted(worktree)
-    if paths:
-        more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
-        return "uncommitted", (
-            f"left {len(paths)} uncommitted change(s) in {worktree}: " + ", ".join(paths[:5]) + more
-        )
-    return "", ""
-
-
-def off_branch(worktree: Path, branch: str) -> str:
-    """'' when the worktree's HEAD is the lane's branch; else where it is, in words."""
-    head = git.head_branch(worktree)
-    if head == f"refs/heads/{branch}":
-        return ""
-    sha = git.rev_parse(worktree, "HEAD")
-    at = f" at {sha[:12]}" if sha else ""
-    where = "detached" + at if head is None else f"on branch {head.removeprefix('refs/heads/')}"
-    return f"its worktree's HEAD is {where}, not on the lane's branch {branch}"
-
-
-_IN_PROGRESS = {  # what a file in the git dir says is under way, and how to end it
-    "rebase-merge": ("a rebase", "git rebase --continue, or --abort"),
-    "rebase-apply": ("a rebase (or git am)", "git rebase --continue, or --abort"),
-    "MERGE_HEAD": ("a merge", "git merge --abort (lanes lands no merge: rebase instead)"),
-    "CHERRY_PICK_HEAD": ("a cherry-pick", "git cherry-pick --continue, or --abort"),
-    "REVERT_HEAD": ("a revert", "git revert --continue, or --abort"),
-    "BISECT_LOG": ("a bisect", "git bisect reset"),
-}
-
-
-def back_on_branch(worktree: Path, branch: str, change: bool = True) -> tuple[bool, str]:
-    """Put a worktree whose HEAD left the lane's branch (`off_branch`) back on it, only
-    when that loses nothing: HEAD's commit is the branch's tip or descends from it (the
-    branch is then fast-forwarded to it), no rebase, merge or the like is in progress, and
-    the branch is checked out nowhere else; neither the files nor the index change. With
-    `change` False, only says what it would do. (True, what was done, or '' when HEAD was
-    on the branch), or (False, why it cannot be and how to fix it by hand)."""
-    if not off_branch(worktree, branch):
-        return True, ""
-    ref = f"refs/heads/{branch}"
-    head = git.rev_parse(worktree, "HEAD")
-    tip = git.rev_parse(worktree, ref)
-    res = git.run(["rev-parse", *(f"--git-path={n}" for n in _IN_PROGRESS)], worktree)
-    for name, path in zip(_IN_PROGRESS, res.stdout.splitlines(), strict=False):
-        if os.path.lexists(worktree / path):
-            what, end = _IN_PROGRESS[name]
-            return False, (
-                f"{what} is in progress there: end it in {worktree} ({end}), then git switch "
-                f"{branch} if HEAD is still off it"
-            )
-    if head is None or tip is None:
-        return False, f"{'HEAD' if head is None else branch} names no commit: git switch {branch}"
-    ahead = git.commits_ahead(worktree, tip, head)  # on HEAD, not on the branch
-    behind = git.commits_ahead(worktree, head, tip)  # on the branch, not at HEAD
-    listed = git.run(["worktree", "list", "--porcelain"], worktree).stdout
-    if f"\nbranch {ref}\n" in f"\n{listed}\n":
-        return False, (
-            f"{branch} is checked out in another worktree: switch that one to another "
-            f"branch, then git switch {branch} in {worktree}"
-        )
-    if behind and ahead:
-        return False, (
-            f"HEAD has {ahead} commit(s) the branch lacks, and the branch has {behind} that "
-            "HEAD lacks: an agent started there would leave commits behind. To keep HEAD's: git "
-            f"switch -C {branch} in {worktree} (then cherry-pick the branch's own back); to "
-            f"go back to the branch as it is: git switch {branch}"
-        )
-    if behind:
-        return False, (
-            f"HEAD is {behind} commit(s) behind the branch's tip: an agent started there "
-            f"would work without them; git switch {branch} in {worktree} (HEAD holds no "
-            "commit the branch lacks; the files become the branch's)"
-        )
-    moved = f" ({branch} fast-forwarded by HEAD's {ahead} commit(s))" if ahead else ""
-    if not change:
-        return True, f"lanes run puts it back on {branch}{moved} when it runs again"
-    why = "lanes run: back on the lane's branch"
-    if ahead:
-        git.run(["update-ref", "-m", why, ref, head, tip], worktree)
-    git.run(["symbolic-ref", "-m", why, "HEAD", ref], worktree)
-    return True, f"it was put back on {branch}{moved}; no file changed"
-
-
-# -- the plan's commands, before anything is claimed ----------------------------------------
-
-_HINT_PATH = "install it, or set PATH in the lane's env, or give its absolute path"
-_HINT_ABSOLUTE = "give the path of an executable file (chmod +x it)"
-_HINT_RELATIVE = (
-    "a relative path runs in the lane's worktree, which is checked out from main (or from "
-    "the lane's branch): commit the program there with its executable bit, or give an "
-    "absolute path; for a program [setup] makes in the worktree, run it through one on "
-    'PATH, e.g. command = ["sh", "-c", "exec .venv/bin/agent -p"]'
-)
-
-
-def _executable(path: str) -> str:
-    """'' when `path` is a file this user may execute; else what it is, in words."""
-    if not os.path.lexists(path):
-        return "does not exist"
-    if os.path.isdir(path):
-        return "is a directory"
-    if not os.path.isfile(path):
-        return "is not a regular file" + (" (a broken symlink)" if os.path.islink(path) else "")
-    if not os.access(path, os.X_OK):
-        return f"is not executable (chmod +x {path})"
-    return ""
-
-
-def _in_tree(repo: Path, rev: str, rel: str, hops: int = 0) -> str:
-    """'' when `rel` is an executable file in `rev`'s tree (a symlink followed, inside the
-    tree or to an executable file outside it); else what it is, in words."""
-    res = git.run(["ls-tree", "--full-tree", "-z", rev, "--", rel], repo, check=False)
-    entry = res.stdout.split("\0")[0] if res.returncode == 0 else ""
-    if not entry:
-        return f"is not in the tree of {rev}"
-    mode, kind, sha = entry.split("\t", 1)[0].split()
-    if mode == "100755":
-        return ""
-    if mode == "120000" and hops < 8:
-        target = git.run(["cat-file", "blob", sha], repo).stdout
-        if target.startswith("/"):
-            what = _executable(target)
-            return f"is a symlink to {target}, which {what}" if what else ""
-        nxt = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-        if nxt == ".." or nxt.startswith("../"):
-            return f"is a symlink out of the worktree ({target})"
-        return _in_tree(repo, rev, nxt, hops + 1)
-    if mode == "100644":
-        return (
-            f"is not executable in {rev} (mode 100644: git update-index --chmod=+x {rel}, "
-            "then commit it)"
-        )
-    return f"is a {kind} in {rev}, not an executable file"
-
-
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -436,7 +232,10 @@ class _Agent:
     log: Path
     ctl: int  # the runner's end of the keeper's pipe: closing it stops the agent
     started: float
+    pen: containment.Containment
     closed: bool = False
+    closed_at: float = 0.0  # when the runner closed it (a stop): the keeper has until then
+    lost: bool = False  # the keeper stopped or died: no more heartbeat, everything killed
     pid: int | None = None
     next_beat: float = 0.0
     next_count: float = 0.0
@@ -489,6 +288,7 @@ class Runner:
     def run(self) -> RunResult:
         self._preflight()
         with runner_lock(self.cfg, self.wave):
+            containment.sweep()  # the cgroups of runners killed before: emptied, removed
             restore = self._trap_signals()
             try:
                 self._run_all()
@@ -506,52 +306,7 @@ class Runner:
                 f"the integration branch {cfg.main!r} does not exist",
                 hint=f'commit to {cfg.main!r} first, or set main = "<branch>" in lanes.toml',
             )
-        for pl in self.plan.lanes:
-            what = self._command_problem(pl)
-            if what:
-                program = pl.command[0]
-                raise BadInput(
-                    "bad-plan",
-                    f"plan {self.plan.path}: lane[{pl.index}].command (lane {pl.name}): "
-                    f"{program!r} {what}; nothing was claimed",
-                    hint=_HINT_PATH
-                    if "/" not in program
-                    else _HINT_ABSOLUTE
-                    if os.path.isabs(program)
-                    else _HINT_RELATIVE,
-                    keys=[f"lane[{pl.index}].command"],
-                )
-
-    def _command_problem(self, pl: PlannedLane) -> str:
-        """'' when the lane's program can be started where it will run; else why not. A
-        bare name is looked up on PATH (the plan's, if its env sets one); an absolute path
-        must be an executable file; a relative one is relative to the lane's worktree, so
-        it is looked for in the worktree when this runner's agent holds the lane with it
-        (a resume), else in the tree a claim would check out (the lane's branch when it
-        exists, else main's tip): committed, with its executable bit. Only files are read
-        (not the ledger: on a remote, reading it writes its rendering in the inbox)."""
-        import shutil
-
-        cfg, program = self.cfg, pl.command[0]
-        if "/" not in program:
-            path_var = pl.env.get("PATH", os.environ.get("PATH", os.defpath))
-            return "" if shutil.which(program, path=path_var) else "is not a program on PATH"
-        if os.path.isabs(program):
-            return _executable(program)
-        rel = os.path.normpath(program)
-        if rel == ".." or rel.startswith("../"):
-            return "points outside the lane's worktree"
-        branch = cfg.branch(self.wave, pl.name)
-        record = claims.read_record(cfg.claim_dir(self.wave, pl.name))
-        if record is not None:
-            if (record.agent, record.host) != (pl.agent, self._host):
-                return ""  # someone else's: left alone, not run
-            worktree = Path(record.worktree)
-            if worktrees.is_ours(cfg, worktree):
-                what = _executable(str(worktree / rel))
-                return f"{what} in the lane's worktree {worktree}" if what else ""
-        rev = branch if git.branch_exists(cfg.main_checkout, branch) else cfg.main
-        return _in_tree(cfg.main_checkout, rev, rel)
+        plan_commands.check(cfg, self.wave, self.plan, self._host)
 
     def _trap_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
@@ -618,6 +373,7 @@ class Runner:
         with self._lock:
             if not agent.closed:
                 agent.closed = True
+                agent.closed_at = time.monotonic()
                 with contextlib.suppress(OSError):
                     os.close(agent.ctl)
 
@@ -770,11 +526,13 @@ class Runner:
             env.pop("GIT_TERMINAL_PROMPT", None)
         env.update(brief.lane_env(cfg, wave, name))
         env.update(pl.env)
+        pen = containment.Containment.make(wave, name)
         read_end, write_end = os.pipe()
         command = [
             sys.executable, "-I", "-S", str(_KEEPER),
             "--ctl", str(read_end), "--log", str(log), "--input", str(stdin_path),
             "--timeout", str(pl.timeout_seconds), "--grace", str(pl.grace_seconds),
+            *(["--cgroup", str(pen.cgroup)] if pen.cgroup else []),
             "--", *pl.command,
         ]  # fmt: skip
         try:
@@ -790,10 +548,12 @@ class Runner:
             )
         except BaseException:
             os.close(write_end)
+            pen.remove()
             raise
         finally:
             os.close(read_end)
-        agent = _Agent(name, branch, claim_dir, log, write_end, time.monotonic())
+        pen.keeper = keeper.pid
+        agent = _Agent(name, branch, claim_dir, log, write_end, time.monotonic(), pen)
         with self._lock:
             self._agents[name] = agent
             if self._stop.is_set():
@@ -804,6 +564,7 @@ class Runner:
             with self._lock:
                 self._agents.pop(name, None)
             self._close(agent)
+            pen.remove()
         res = self._after(pl, agent, report, resumed, where)
         res.warnings[:0] = notes
         return res
@@ -811,57 +572,158 @@ class Runner:
     def _follow(
         self, pl: PlannedLane, agent: _Agent, keeper: subprocess.Popen[bytes], resumed: bool
     ) -> dict[str, Any]:
-        """The keeper's reports until it exits; `agent-start` into the ledger."""
+        """The keeper's reports until it exits; `agent-start` into the ledger. Never blocks
+        without a deadline: a keeper that dies without its report, or stays stopped, is
+        lost; one that has not ended its agent by timeout + 2 x grace + _MARGIN (or, once
+        the runner stopped it, by 2 x grace + _MARGIN) is past the runner's deadline. Either
+        way the runner kills the keeper and every process of the agent's itself."""
         assert keeper.stdout is not None
+        fd = keeper.stdout.fileno()
+        os.set_blocking(fd, False)
+        sel = selectors.DefaultSelector()  # epoll: no limit on the fd's number
+        sel.register(fd, selectors.EVENT_READ)
+        allowance = 2 * pl.grace_seconds + _MARGIN
+        deadline = agent.started + pl.timeout_seconds + allowance if pl.timeout_seconds else 0.0
         said: list[str] = []
         report: dict[str, Any] = {}
-        log = claims.ledger(self.cfg, self.wave)
-        for raw in keeper.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            try:
-                doc = json.loads(line) if line.startswith('{"keeper"') else None
-            except ValueError:
-                doc = None
-            if not isinstance(doc, dict):
-                said = [*said[-19:], line]
-                continue
-            if doc["keeper"] == "started":
-                agent.pid = int(doc["pid"])
-                agent.next_beat = time.monotonic() + self._beat_every
-                log.append(
-                    "agent-start",
-                    pl.name,
-                    pl.agent,
-                    pid=agent.pid,
-                    command=list(pl.command),
-                    resumed=resumed,
-                    log=str(agent.log),
-                )
-                self._emit(
-                    "agent-start",
-                    pl.name,
-                    agent=pl.agent,
-                    pid=agent.pid,
-                    command=list(pl.command),
-                    resumed=resumed,
-                    log=str(agent.log),
-                    timeout_seconds=pl.timeout_seconds,
-                )
+        pending = b""
+        why = ""  # "" (the keeper reported and ended), "dead", "stopped" or "deadline"
+        past_timeout = False
+        stopped_since = 0.0
+        while True:
+            now = time.monotonic()
+            limits = [deadline] if deadline else []
+            if agent.closed_at:
+                limits.append(agent.closed_at + allowance)
+            if limits and now >= min(limits):
+                why = "deadline"  # the timeout's own, or the stop's, whichever came first
+                past_timeout = bool(deadline) and min(limits) == deadline
+                break
+            if containment.state(keeper.pid) in ("T", "t"):
+                stopped_since = stopped_since or now
+                if now - stopped_since >= _STOPPED_LOST:
+                    why = "stopped"
+                    break
             else:
-                report = doc
+                stopped_since = 0.0
+            wait = min([0.25, *(x - now for x in limits)])
+            if not sel.select(max(wait, 0.01)):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                why = "" if report else "dead"
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace")
+                try:
+                    doc = json.loads(line) if line.startswith('{"keeper"') else None
+                except ValueError:
+                    doc = None
+                if not isinstance(doc, dict):
+                    said = [*said[-19:], line]
+                elif doc["keeper"] == "started" and agent.pid is None:
+                    self._started(pl, agent, keeper, doc, resumed)
+                elif doc["keeper"] in ("exited", "exec-failed"):
+                    report = doc  # the last one: the keeper's own is the last it writes
+        sel.close()
+        seconds = round(time.monotonic() - agent.started, 3)
+        if not why:
+            try:
+                keeper.wait(5)
+            except subprocess.TimeoutExpired:
+                why = "deadline"
+        if why:
+            agent.lost = True  # no more heartbeat: the lane is not worked on any more
+        # A lost keeper is killed with the rest (its pid is not reused: it is not reaped
+        # yet); after a plain end, what escaped it (the cgroup, the session) goes.
+        found = agent.pen.kill(keeper=bool(why))
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            keeper.wait(5)
         keeper.stdout.close()
-        keeper.wait()
-        if not report:
-            # The keeper died (killed by hand): its agent must not go on alone.
-            if agent.pid is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(agent.pid, signal.SIGKILL)
-            report = {
-                "keeper": "lost",
-                "error": "the keeper process ended without a report"
-                + (": " + " / ".join(said[-3:]) if said else f" (exit {keeper.returncode})"),
+        if not why:
+            if found:  # escaped the keeper; the cgroup or the session scan had them
+                report["leftovers"] = True
+            return report
+        missed = agent.pen.unguaranteed()
+        killed = (
+            f"the runner killed its keeper and every process of the agent's it found ({found})"
+            + (f"; {missed}" if missed else "")
+        )
+        if why == "deadline":
+            stop = "timeout" if past_timeout or not agent.closed_at else "stopped"
+            return {
+                "keeper": "deadline",
+                "stop": stop,
+                "code": None,
+                "signal": "SIGKILL",
+                "killed": True,
+                "leftovers": found > 0,
+                "seconds": seconds,
+                "error": f"its keeper did not end it in time: {killed}",
             }
-        return report
+        if why == "stopped":
+            how = "its keeper was stopped (SIGSTOP or a tracer: by the agent, or by hand)"
+        else:
+            how = "its keeper ended without a report (killed: by the agent, or by hand)" + (
+                ": " + " / ".join(said[-3:]) if said else f", exit {keeper.returncode}"
+            )
+        return {
+            "keeper": "lost",
+            "how": why,
+            "code": None,
+            "signal": None,
+            "killed": True,
+            "leftovers": found > 0,
+            "seconds": seconds,
+            "error": f"{how} {seconds:g}s after the start; {killed}",
+        }
+
+    def _started(
+        self,
+        pl: PlannedLane,
+        agent: _Agent,
+        keeper: subprocess.Popen[bytes],
+        doc: dict[str, Any],
+        resumed: bool,
+    ) -> None:
+        """The keeper's `started`: the agent's pid (only one in the keeper's session: the
+        agent could write a line of its own into the keeper's output), `agent-start`."""
+        try:
+            pid = int(doc["pid"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if containment.session_of(pid) not in (None, keeper.pid):
+            return
+        agent.pid = agent.pen.agent = pid
+        agent.pen.joined = doc.get("cgroup") is True
+        agent.pen.subreaper = doc.get("subreaper") is True
+        agent.next_beat = time.monotonic() + self._beat_every
+        claims.ledger(self.cfg, self.wave).append(
+            "agent-start",
+            pl.name,
+            pl.agent,
+            pid=pid,
+            command=list(pl.command),
+            resumed=resumed,
+            log=str(agent.log),
+        )
+        self._emit(
+            "agent-start",
+            pl.name,
+            agent=pl.agent,
+            pid=pid,
+            command=list(pl.command),
+            resumed=resumed,
+            log=str(agent.log),
+            timeout_seconds=pl.timeout_seconds,
+        )
 
     def _after(
         self,
@@ -898,7 +760,15 @@ class Runner:
             base.ran = report["keeper"] == "lost"
             ended = str(report.get("error", "the agent could not be started"))
             shown_code: Any = None
-            how_outcome = "cannot-start" if report["keeper"] == "exec-failed" else "failed"
+            how_outcome = "cannot-start" if report["keeper"] == "exec-failed" else "keeper-lost"
+        elif report["keeper"] == "deadline":  # the keeper is alive but did not end it
+            if stop == "timeout":
+                how_outcome, shown_code = "timeout", "timeout"
+                ended = f"timed out after {pl.timeout_seconds}s, and {report['error']}"
+            else:
+                how_outcome, shown_code = "interrupted", None
+                by = self._signals[0] if self._signals else "the runner"
+                ended = f"stopped by {by}, and {report['error']}"
         else:
             sig = report.get("signal")
             how = f"exit {code}" if code is not None else f"killed by {sig}"
@@ -1028,6 +898,12 @@ class Runner:
                 f"the lane stays claimed with its work in {worktree}: run lanes run again to "
                 "restart its agent there"
             )
+        if outcome == "keeper-lost":
+            return (
+                f"the lane stays claimed with its work in {worktree}: run lanes run again to "
+                "restart its agent there (an agent that stops or kills its keeper is killed "
+                "each time: if it was the agent, change what it runs)"
+            )
         if outcome == "uncommitted":
             return (
                 f"the lane stays claimed with its work: commit what is listed (then lanes "
@@ -1126,7 +1002,7 @@ class Runner:
                 agents = list(self._agents.values())
             now = time.monotonic()
             for agent in agents:
-                if agent.pid is None or agent.closed:
+                if agent.pid is None or agent.closed or agent.lost:
                     continue
                 if now >= agent.next_beat:
                     agent.next_beat = now + self._beat_every

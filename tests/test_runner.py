@@ -8,6 +8,7 @@ the branches, the worktrees and /proc say afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from lanes import config, keeper, runner, wave_plan
+from lanes import config, containment, keeper, runner, wave_plan
 from lanes.errors import BadInput
 from tests.conftest import LANES, commit_file, git, lanes_json, run_lanes
 
@@ -941,6 +942,12 @@ def test_kill_9_of_the_runner_takes_its_agents_and_a_rerun_finishes_once(
             first.kill()
             first.wait()
     assert states(seed_repo) == {"a": "claimed", "b": "claimed"}
+    base = containment.cgroup_base()
+    # kill -9: its cgroups are left behind, empty (a runner of another test may sweep them)
+    left = sorted(base.glob(f"lanes-{first.pid}-*")) if base else []
+    for cg in left:
+        with contextlib.suppress(FileNotFoundError):
+            assert (cg / "cgroup.procs").read_text().strip() == "", cg
     (out / "hold").unlink()
     for p in out.glob("*.pid"):
         p.unlink()
@@ -948,6 +955,7 @@ def test_kill_9_of_the_runner_takes_its_agents_and_a_rerun_finishes_once(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lanes = json_lines(proc.stdout)[-1]["lanes"]
     assert [(x["outcome"], x["resumed"]) for x in lanes] == [("submitted", True)] * 2
+    assert not any(p.exists() for p in left)  # the rerun swept the dead runner's cgroups
     rows = ledger_rows(seed_repo)
     for lane in "ab":
         assert sum(1 for r in rows if r["event"] == "submit" and r["lane"] == lane) == 1
@@ -958,6 +966,199 @@ def test_kill_9_of_the_runner_takes_its_agents_and_a_rerun_finishes_once(
             git(seed_repo, "log", "--format=%s", f"main..lanes/{WAVE}/{lane}") == f"work of {lane}"
         )
     ledger_ok(seed_repo)
+
+
+# -- an agent against its keeper ----------------------------------------------------------------
+
+FREEZE = """
+echo $$ > "$OUT/freeze.pid"
+echo $PPID > "$OUT/freeze.keeper.pid"
+( setsid sh -c 'echo $$ > "$1"; exec sleep 1236' sh "$OUT/freeze.escaped.pid" & )
+kill -STOP $PPID
+sleep 1236
+"""
+KILL = """
+echo $$ > "$OUT/kill.pid"
+echo $PPID > "$OUT/kill.keeper.pid"
+( setsid sh -c 'echo $$ > "$1"; exec sleep 1234' sh "$OUT/kill.escaped.pid" & )
+sh -c 'echo $$ > "$1"; exec sleep 1235' sh "$OUT/kill.sleep.pid" &
+sleep 0.2
+kill -9 $PPID
+exit 0
+"""
+POKES = """
+for s in INT QUIT USR1 USR2 ALRM TSTP TTIN TTOU VTALRM PROF PIPE XCPU; do kill -$s $PPID; done
+grep SigIgn /proc/$$/status > "$OUT/pokes.sigign"
+echo p > p.txt && git add p.txt && git commit -q -m "work after poking the keeper"
+"""
+
+
+def test_an_agent_that_stops_or_kills_its_keeper_is_killed_with_all_it_started(
+    seed_repo: Path, tmp_path: Path
+) -> None:
+    """The audit's two attacks: `kill -STOP $PPID` then sleep (the timeout would never
+    fire, the heartbeat would go on), and a double-forked `setsid` sleep then `kill -9
+    $PPID` (its processes would outlive it under init). Both lanes end as keeper-lost, at
+    once, with no process of theirs left; signals an agent may catch change nothing."""
+    out = tmp_path / "out"
+    freeze, kill, pokes = (
+        agent(tmp_path, n, body)
+        for n, body in (("freeze", FREEZE), ("kill", KILL), ("pokes", POKES))
+    )
+    plan = plan_file(
+        tmp_path,
+        f'[defaults]\ntimeout = "5s"\ngrace = "1s"\n'
+        f'[[lane]]\nname = "freeze"\ntask = "t"\ncommand = ["{freeze}"]\n'
+        f'[[lane]]\nname = "kill"\ntask = "t"\ncommand = ["{kill}"]\n'
+        f'[[lane]]\nname = "pokes"\ntask = "t"\ncommand = ["{pokes}"]\n',
+    )
+    proc = run_lanes(seed_repo, "run", WAVE, "--plan", str(plan), "--parallel", "3", "--json")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    got = {x["lane"]: x for x in json_lines(proc.stdout)[-1]["lanes"]}
+    assert {k: v["outcome"] for k, v in got.items()} == {
+        "freeze": "keeper-lost",
+        "kill": "keeper-lost",
+        "pokes": "submitted",
+    }
+    assert "its keeper was stopped" in got["freeze"]["reason"]
+    assert "its keeper ended without a report" in got["kill"]["reason"]
+    for lane in ("freeze", "kill"):
+        assert "stays claimed with its work" in got[lane]["reason"]
+        assert got[lane]["seconds"] < 5 + 2 * 1 + runner._MARGIN  # never the runner's limit
+    caged = containment.cgroup_base() is not None
+    left = []
+    for name in ("freeze", "freeze.keeper", "freeze.escaped", "kill", "kill.keeper", "kill.sleep"):
+        (pid,) = pids(out, f"{name}.pid")
+        left += [name] if alive(pid) else []
+    (escaped,) = pids(out, "kill.escaped.pid")
+    if caged:  # root here: each agent had a cgroup, which held even the double fork
+        left += ["kill.escaped"] if alive(escaped) else []
+        assert not got["kill"]["reason"].count("could not be found")
+        base = containment.cgroup_base()
+        assert base is not None
+        for lane in ("freeze", "kill", "pokes"):  # (other tests may run at the same time)
+            assert not list(base.glob(f"lanes-*-{WAVE}-{lane}")), lane
+    else:  # its keeper dead, nothing could find it: the reason says so
+        assert "could not be found, and may still run" in got["kill"]["reason"]
+        os.kill(escaped, signal.SIGKILL)
+    assert left == []
+    # The keeper ignored what an agent may send it; the agent's own signals were its own.
+    assert (out / "pokes.sigign").read_text().split() == ["SigIgn:", "0000000000000000"]
+    exits = {r["lane"]: r["details"] for r in ledger_rows(seed_repo) if r["event"] == "agent-exit"}
+    assert exits["freeze"]["outcome"] == exits["kill"]["outcome"] == "keeper-lost"
+    assert exits["freeze"]["killed"] and exits["kill"]["leftovers"]
+    assert states(seed_repo) == {"freeze": "claimed", "kill": "claimed", "pokes": "submitted"}
+    ledger_ok(seed_repo)
+
+
+def test_a_keeper_that_hangs_is_ended_at_the_runners_own_deadline_and_on_sigterm(
+    seed_repo: Path, tmp_path: Path
+) -> None:
+    """A keeper alive but deaf (hung at a failpoint right after it started its agent):
+    past timeout + 2 x grace + the margin, the runner kills it and its agent itself
+    (`timeout`); after SIGTERM, by 2 x grace + the margin (`interrupted`, exit 130)."""
+    out = tmp_path / "out"
+    hangs = agent(
+        tmp_path,
+        "hangs",
+        'echo $$ > "$OUT/$LANES_LANE.pid"\necho $PPID > "$OUT/$LANES_LANE.keeper.pid"\nsleep 1236\n',
+    )
+    plan = plan_file(
+        tmp_path,
+        f'[defaults]\ncommand = ["{hangs}"]\ngrace = "0s"\n'
+        '[[lane]]\nname = "late"\ntask = "t"\ntimeout = "1s"\n'
+        '[[lane]]\nname = "held"\ntask = "t"\ntimeout = "60s"\n',
+    )
+    env = {**os.environ, "LANES_FAILPOINT": f"keeper-started:wait:{tmp_path / 'never'}"}
+    events = []
+    stopped_at = 0.0
+    with (
+        open(tmp_path / "stderr", "wb") as err,
+        subprocess.Popen(
+            [*LANES, "run", WAVE, "--plan", str(plan), "--parallel", "2", "--json"],
+            cwd=seed_repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        ) as first,
+    ):
+        assert first.stdout is not None
+        try:
+            for raw in first.stdout:
+                events.append(json.loads(raw))
+                if [e["event"] for e in events].count("agent-start") == 2 and not stopped_at:
+                    # SIGTERM once "late" is past its timeout, before its deadline: "late"
+                    # still ends at its deadline, "held" by the stop's
+                    time.sleep(1.5)
+                    first.send_signal(signal.SIGTERM)
+                    stopped_at = time.monotonic()
+            code = first.wait(30)
+            ended = time.monotonic()
+        finally:
+            if first.poll() is None:
+                first.kill()
+    assert code == 130, (tmp_path / "stderr").read_text()
+    got = {x["lane"]: x for x in events[-1]["lanes"]}
+    late, held = got["late"], got["held"]
+    assert (late["outcome"], held["outcome"]) == ("timeout", "interrupted"), events[-1]
+    assert 1 <= late["seconds"] < 1 + runner._MARGIN + 2
+    assert "its keeper did not end it in time: the runner killed" in late["reason"]
+    assert "stopped by SIGTERM, and its keeper did not end it in time" in held["reason"]
+    assert ended - stopped_at < runner._MARGIN + 2  # not the 60 s of its timeout
+    for lane in ("late", "held"):
+        for name in (lane, f"{lane}.keeper"):
+            (pid,) = pids(out, f"{name}.pid")
+            assert not alive(pid), name
+    exits = {r["lane"]: r["details"] for r in ledger_rows(seed_repo) if r["event"] == "agent-exit"}
+    assert exits["late"]["code"] == "timeout" and exits["late"]["killed"]
+    ledger_ok(seed_repo)
+
+
+def test_containment_finds_the_session_the_group_and_the_descendants(tmp_path: Path) -> None:
+    """Without a cgroup: a stopped stand-in keeper (a session leader), a child in another
+    process group, one in a session of its own whose parent lives: all found and killed,
+    the keeper last; with no subreaper, the reason says what could not be guaranteed.
+    With a cgroup (where the runner may write one): even an orphan that left the session."""
+    script = (
+        'sleep 1231 & echo $! > "$1/a"; '
+        '(set -m; sleep 1232 & echo $! > "$1/b"; wait) & '
+        'setsid sh -c \'echo $$ > "$1/c"; sleep 1233 & echo $! > "$1/d"; wait\' sh "$1" & '
+        "sleep 0.3; kill -STOP $$"
+    )
+    stand_in = subprocess.Popen(["sh", "-c", script, "sh", str(tmp_path)], start_new_session=True)
+    wait_for(lambda: containment.state(stand_in.pid) == "T", 10, "the stand-in stopped")
+    found = [int((tmp_path / x).read_text()) for x in "abcd"]
+    assert all(alive(p) for p in found)
+    assert len({containment.session_of(p) for p in found}) == 2  # c and d left the session
+    pen = containment.Containment(None)
+    pen.keeper = stand_in.pid
+    assert pen.kill() >= 4
+    stand_in.wait(5)
+    assert not any(alive(p) for p in found)
+    assert "may still run" in pen.unguaranteed()  # no subreaper said: orphans could escape
+
+    pen = containment.Containment.make(WAVE, "probe")
+    if pen.cgroup is None:
+        return
+    script = (
+        'echo 0 > "$2/cgroup.procs" || exit 7; '
+        '( setsid sh -c \'echo $$ > "$1/orphan"; exec sleep 1234\' sh "$1" & ); sleep 1235'
+    )
+    stand_in = subprocess.Popen(["sh", "-c", script, "sh", str(tmp_path), str(pen.cgroup)])
+    wait_for(
+        lambda: (tmp_path / "orphan").is_file() and (tmp_path / "orphan").read_text() != "",
+        10,
+        "the orphan",
+    )
+    orphan = int((tmp_path / "orphan").read_text())
+    assert containment.session_of(orphan) == orphan  # out of every session but its own
+    os.kill(stand_in.pid, signal.SIGKILL)  # the keeper dies first: nothing but the cgroup knows
+    stand_in.wait(5)
+    pen.keeper, pen.joined = stand_in.pid, True
+    pen.kill()
+    assert not alive(orphan) and pen.unguaranteed() == ""
+    pen.remove()
+    assert not pen.cgroup.exists()
 
 
 # -- Ctrl-C on a real terminal ----------------------------------------------------------------

@@ -168,6 +168,7 @@ _STYLE = {
     "off-branch": "yellow",
     "no-work": "yellow",
     "cannot-start": "red",
+    "keeper-lost": "red",
     "submit-refused": "red",
     "released": "yellow",
     "reaped": "yellow",
@@ -184,6 +185,7 @@ _KEPT = (
     "off-branch",
     "no-work",
     "cannot-start",
+    "keeper-lost",
     "submit-refused",
     "interrupted",
     "bounced",
@@ -358,6 +360,8 @@ def _line(doc: dict[str, Any], live: bool) -> str:
             if code == "timeout"
             else f"exited {code}"
             if code is not None
+            else "was killed, its keeper lost"
+            if doc.get("outcome") == "keeper-lost"
             else f"ended by {doc.get('signal')}"
         )
         return f"{lane}: agent {how} after {doc['seconds']:.1f}s"
