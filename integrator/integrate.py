@@ -59,7 +59,7 @@ class IntegrateResult:
     landings: list[Landing] = field(default_factory=list)
     bounced: list[Bounce] = field(default_factory=list)
     reconciled: list[str] = field(default_factory=list)  # landed by a killed pass
-    checkout: str = "unchanged"  # updated, detached, not-on-main, unchanged
+    checkout: str = "unchanged"  # updated, detached, not-on-main, not-followed, unchanged
     checkout_note: str = ""
     tests: list[batches.TestRun] = field(default_factory=list)  # every test_command run
     flaky: list[str] = field(default_factory=list)  # lanes bounced on contradicting runs
@@ -288,7 +288,17 @@ def _move_main(cfg: Config, where: Coord, wave: str, result: IntegrateResult) ->
             found=now,
         )
     if git.rev_parse(repo, cfg.main) == old:  # landed on a remote: our main follows it
-        git.update_ref(repo, ref, new, old, f"lanes integrate {wave}")
+        followed = git.update_ref(repo, ref, new, old, f"lanes integrate {wave}")
+        if followed.returncode != 0:  # a hook or a lock here: the remote has it all the same
+            checkout.forget_journal(cfg)
+            said = (followed.stderr or followed.stdout).strip() or "(git printed nothing)"
+            result.checkout = "not-followed"
+            result.checkout_note = (
+                f"landed on the remote; {cfg.main} here could not follow it (git said: {said}) "
+                f"and stays at {old[:12]}, its checkout untouched; the next pass, or "
+                f"git fetch and git merge --ff-only in {repo}, brings it along"
+            )
+            return
     result.checkout, result.checkout_note = _bring_checkout(cfg, old, new, on_main, dirty)
     checkout.forget_journal(cfg)
 

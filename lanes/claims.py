@@ -619,9 +619,14 @@ def release(cfg: Config, wave: str, lane: str, keep_worktree: bool = False) -> R
         claim_dir, record, holder = held_by(cfg, wave, lane)
         _not_integrated(cfg, wave, lane, "nothing to release", "run lanes gc to remove it")
         retired = retire_worktree(cfg, claim_dir, record, "release", keep_worktree)
-        dest = coord.for_config(cfg).retire(wave, lane, holder, "released")
+
+        def row(dest: Path) -> coord.PendingEvent:  # in the push that frees it, on a remote
+            return coord.PendingEvent(
+                "release", lane, record.agent, {"archived_to": str(dest), **retired.details(dest)}
+            )
+
+        dest = coord.for_config(cfg).retire(wave, lane, holder, "released", row)
         details = retired.details(dest)
-        ledger(cfg, wave).append("release", lane, record.agent, archived_to=str(dest), **details)
         free_port(cfg, record)
     return ReleaseResult(
         wave,

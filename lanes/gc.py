@@ -178,26 +178,35 @@ def _reap_remote_if_stale(
     record = claims.read_record(cfg.claim_dir(wave, lane))
     if record is not None and record.to_json() == holder.record:
         with _locked(cfg, wave, lane, dry_run):  # held here: saved, then reaped
+            if not dry_run:
+                # Read again under the lock: a release or another gc may have retired it,
+                # or its holder beaten, since it was read; its worktree is then not ours.
+                now_record = claims.read_record(cfg.claim_dir(wave, lane))
+                there = c.holder(wave, lane)
+                if now_record != record or there is None or there.token != holder.token:
+                    return None
             return _reap(cfg, wave, lane, record, reason, dry_run, holder)
     raw = holder.record or {}
     host, where = str(raw.get("host", "")), str(raw.get("worktree", ""))
     if dry_run:
         return GcAction(wave, lane, "reap", reason, where)
-    try:
-        c.retire(wave, lane, holder, "reaped")
-    except (Contention, Refused):
-        return None  # it heartbeated, or was released, since it was read: alive
-    claims.ledger(cfg, wave).append(
+    row = coord.PendingEvent(
         "reap",
         lane,
         holder.agent,
-        reason=reason,
-        held_on=host,
-        worktree=where,
-        worktree_left_on=host,  # nothing of that machine's disk is touched from here
-        branch_kept=str(raw.get("branch", cfg.branch(wave, lane))),
-        claim=holder.token,
+        {
+            "reason": reason,
+            "held_on": host,
+            "worktree": where,
+            "worktree_left_on": host,  # nothing of that machine's disk is touched from here
+            "branch_kept": str(raw.get("branch", cfg.branch(wave, lane))),
+            "claim": holder.token,
+        },
     )
+    try:  # the ref's delete and the row in one push
+        c.retire(wave, lane, holder, "reaped", lambda _dest: row)
+    except (Contention, Refused):
+        return None  # it heartbeated, or was released, since it was read: alive
     return GcAction(wave, lane, "reap", reason + f", held on {host or 'another machine'}", where)
 
 
@@ -216,23 +225,27 @@ def _reap(
         return GcAction(wave, lane, "reap", reason, str(path), None, vanished)
     claim_dir = cfg.claim_dir(wave, lane)
     retired = claims.retire_worktree(cfg, claim_dir, record, "reap", keep=False)
-    if holder is not None:  # on a remote: the claim ref deleted with a lease, then archived
-        dest = coord.for_config(cfg).retire(wave, lane, holder, "reaped")
-    else:
-        dest = claims.archive(cfg, wave, lane, "reaped")
+
+    def row(dest: Path) -> coord.PendingEvent:  # on a remote, in the push deleting the ref
+        return coord.PendingEvent(
+            "reap",
+            lane,
+            record.agent,
+            {
+                "reason": reason,
+                "archived_to": str(dest),
+                "worktree_vanished": vanished,
+                "branch_kept": record.branch,
+                **retired.details(dest),
+            },
+        )
+
+    # Locally the holder is the record read here; on a remote the claim ref read, pinned.
+    held = holder or coord.Holder(record.agent, record.to_json())
+    dest = coord.for_config(cfg).retire(wave, lane, held, "reaped", row)
     details = retired.details(dest)
     saved = details["saved_patch"]
     claims.free_port(cfg, record)
-    claims.ledger(cfg, wave).append(
-        "reap",
-        lane,
-        record.agent,
-        reason=reason,
-        archived_to=str(dest),
-        worktree_vanished=vanished,
-        branch_kept=record.branch,
-        **details,
-    )
     return GcAction(
         wave,
         lane,

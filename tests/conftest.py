@@ -48,6 +48,13 @@ if COORD not in ("local", "remote"):
     raise SystemExit(f"LANES_TEST_COORD must be local or remote, not {COORD!r}")
 
 
+# Where a pass can be killed while it moves main: locally update-ref's compare-and-swap,
+# then the rows ("cas": main moved, no row yet; "ledger": after a row); on a remote main and
+# its rows go in one atomic push ("remote-land-push": just before, "remote-landed": after).
+LANDING_POINTS = ("cas", "ledger") if COORD == "local" else ("remote-land-push", "remote-landed")
+MAIN_MOVED = LANDING_POINTS[0] if COORD == "local" else LANDING_POINTS[1]
+
+
 @pytest.fixture(params=[COORD])
 def coord_mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -73,6 +80,97 @@ def with_origin(repo: Path, bare: Path) -> Path:
     git(repo, "remote", "add", "origin", bare.as_uri())
     git(repo, "push", "-q", "origin", "main")
     return bare
+
+
+def origin_of(repo: Path) -> Path | None:
+    """The bare repository `repo` coordinates through (`remote = "origin"` on file://), or
+    None when it coordinates on this machine."""
+    if not config.load(repo).settings.remote:
+        return None
+    url = git(repo, "remote", "get-url", "origin")
+    assert url.startswith("file://"), url
+    return Path(url.removeprefix("file://"))
+
+
+def main_of(repo: Path) -> str:
+    """main's tip where the truth lives: origin's on a remote (a pass killed after its push
+    has moved it there, not yet here), else this repository's."""
+    bare = origin_of(repo)
+    return git(bare, "rev-parse", "main") if bare else git(repo, "rev-parse", "main")
+
+
+def publish(repo: Path, branch: str = "main") -> None:
+    """Push `branch` to origin when `repo` coordinates through it: a commit made on main in
+    the main checkout is then main where the truth lives, as a user would push it. Locally
+    main here is the truth, and nothing is done."""
+    if origin_of(repo) is not None:
+        git(repo, "push", "-q", "origin", f"{branch}:{branch}")
+
+
+def go_stale(
+    cfg: config.Config, wave: str, lane: str, when: int = 1, bare: Path | None = None
+) -> None:
+    """Make the lane's last heartbeat be at epoch `when`, where the truth keeps it: locally
+    the heartbeat file's mtime; on a remote (`bare`: the server's repository, when it is
+    not served on file://) the committer time of the claim ref's tip, so the server holds a
+    child commit (same tree, same record) dated then, as if its holder had stopped beating
+    at that time."""
+    bare = bare or origin_of(cfg.main_checkout)
+    if bare is None:
+        os.utime(cfg.claim_dir(wave, lane) / "heartbeat", (when, when))
+        return
+    ref = f"refs/lanes/{wave}/claims/{lane}"
+    tip = git(bare, "rev-parse", ref)
+    stamp = {"GIT_COMMITTER_DATE": f"@{when} +0000", "GIT_AUTHOR_DATE": f"@{when} +0000"}
+    old = subprocess.run(
+        ["git", "commit-tree", f"{tip}^{{tree}}", "-p", tip, "-m", "lanes heartbeat (aged)"],
+        cwd=bare,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **stamp},
+    ).stdout.strip()
+    git(bare, "update-ref", ref, old, tip)
+
+
+def settle(repo: Path, *waves: str) -> None:
+    """On a remote, bring here what any read of these waves brings (the claims' objects,
+    AGENT_LEDGER.md rendered: caches of the remote, docs/remote.md), so that a snapshot
+    taken now and compared after a command that only reads compares everything; locally
+    nothing (the inbox is the truth, a read changes nothing)."""
+    if origin_of(repo) is None:
+        return
+    from lanes import coord
+
+    c = coord.for_config(config.load(repo))
+    for wave in waves:
+        c.holders(wave)
+        c.ledger(wave).events()
+
+
+def stage(cfg: config.Config, wave: str) -> None:
+    """What a pass does before it reads its plan (integrator/integrate.py): on a remote, the
+    lane branches and the claims' fragments brought here; locally nothing (they are here)."""
+    from lanes import coord
+
+    coord.for_config(cfg).stage_wave(wave)
+
+
+def hand_submit(cfg: config.Config, wave: str, lane: str, files: dict[str, bytes]) -> None:
+    """Hand a lane over with fragment files added as they are, past `lanes submit`'s
+    checks (a fragment written by hand): the files go where the integrator reads them (the
+    claim dir here; on a remote the claim commit, with the lane's other fragments, as a
+    hand push would put them), then the `submit` row is written directly."""
+    from lanes import claims, coord
+
+    folder = cfg.claim_dir(wave, lane) / claims.FRAGMENTS
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    _, record, holder = claims.held_by(cfg, wave, lane)
+    frags = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    coord.for_config(cfg).submit(wave, lane, holder, record.branch, frags)
+    head = git(cfg.main_checkout, "rev-parse", record.branch)
+    claims.ledger(cfg, wave).append("submit", lane, record.agent, head=head)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lanes import claims, config
-from tests.conftest import commit_file, git, lanes_json, run_lanes
+from tests.conftest import commit_file, git, lanes_json, main_of, publish, run_lanes
 from tests.test_integrate import assert_main_is_clean, events, landed_lanes, scratch_worktrees
 
 WAVE = "44"
@@ -155,6 +155,7 @@ def _pyproject_not_versioned(repo: Path) -> None:
     text = (repo / "pyproject.toml").read_text(encoding="utf-8")
     text = text.replace('files = ["pyproject.toml", "server.json"]', 'files = ["server.json"]')
     commit_file(repo, "pyproject.toml", text, "ops: version lives in server.json")
+    publish(repo)  # on a remote, pushed: the pass lands on the remote's main
 
 
 @pytest.mark.parametrize(
@@ -239,6 +240,7 @@ def test_a_lane_that_merged_main_is_told_to_rebase_and_lands_once_it_has(
     wt = claim(seed_repo, "a")
     commit_file(wt, "src/a.py", "a = 1\n", "a: work")
     commit_file(seed_repo, "src/main_moved.py", "m = 1\n", "main: moved")
+    publish(seed_repo)
     git(wt, "merge", "-q", "--no-edit", "main")
     # what an agent resolves in a merge is not in any commit the pass would replay
     git(wt, "merge", "-q", "--no-ff", "--no-commit", "main")  # nothing left: a no-op
@@ -413,14 +415,29 @@ def _nothing_changed(seed_repo: Path, cfg: config.Config, old: str) -> None:
     ledger_verifies(seed_repo)
 
 
+def _main_here_cannot_follow(seed_repo: Path, old: str, request: pytest.FixtureRequest) -> None:
+    """On a remote, git here refusing to move this repository's main does not stop the pass:
+    it lands on the remote's main. Then main here cannot follow, and the checkout must be
+    left as it was (not brought to the new tree under the old main) and not said updated."""
+    proc = run_lanes(seed_repo, "integrate", WAVE, "--json")
+    doc = json.loads(proc.stdout)
+    assert doc["integrated"] == ["m"] and main_of(seed_repo) != old, doc  # landed there
+    assert git(seed_repo, "rev-parse", "main") == old  # git here said no
+    assert git(seed_repo, "status", "--porcelain") == ""  # the checkout not half-moved
+    assert doc["checkout"]["status"] == "not-followed", doc
+    assert "could not follow" in doc["checkout"]["note"]
+
+
 def test_a_hook_that_protects_main_is_named_and_changes_nothing(
-    seed_repo: Path, cfg: config.Config
+    seed_repo: Path, cfg: config.Config, coord_mode: str, request: pytest.FixtureRequest
 ) -> None:
     _waiting_lane(seed_repo, cfg)
     old = git(seed_repo, "rev-parse", "main")
     hook = seed_repo / ".git" / "hooks" / "reference-transaction"
     hook.write_text(PROTECT_MAIN, encoding="utf-8")
     hook.chmod(0o755)
+    if coord_mode == "remote":
+        return _main_here_cannot_follow(seed_repo, old, request)
     for _ in range(2):  # a rerun meets the same answer: never "main moved from X to X"
         proc = run_lanes(seed_repo, "integrate", WAVE, "--json")
         doc = json.loads(proc.stdout)
@@ -436,11 +453,15 @@ def test_a_hook_that_protects_main_is_named_and_changes_nothing(
     assert rc == 0 and doc["integrated"] == ["m"]
 
 
-def test_a_stale_main_lock_is_named_with_what_to_do(seed_repo: Path, cfg: config.Config) -> None:
+def test_a_stale_main_lock_is_named_with_what_to_do(
+    seed_repo: Path, cfg: config.Config, coord_mode: str, request: pytest.FixtureRequest
+) -> None:
     _waiting_lane(seed_repo, cfg)
     old = git(seed_repo, "rev-parse", "main")
     lock = seed_repo / ".git" / "refs" / "heads" / "main.lock"
     lock.write_text(old + "\n", encoding="utf-8")  # left by a git that crashed
+    if coord_mode == "remote":
+        return _main_here_cannot_follow(seed_repo, old, request)
     for _ in range(2):
         rc, doc = lanes_json(seed_repo, "integrate", WAVE)
         assert rc == 1 and doc["error"] == "main-update-refused", doc

@@ -19,7 +19,7 @@ from lanes import config
 from lanes.config import Config
 from lanes.errors import BadInput
 from lanes.surfaces import manifest as manifest_surface
-from tests.conftest import commit_file, git, run_lanes
+from tests.conftest import commit_file, git, publish, run_lanes
 from tests.test_integrate import (
     WAVE,
     deploy_frag,
@@ -50,6 +50,7 @@ def configure(repo: Path, command: str, **more: object) -> Config:
     lines += [f"{key} = {json.dumps(value)}" for key, value in more.items()]
     text = text.replace('test_command = ""', "\n".join(lines))
     commit_file(repo, "pyproject.toml", text, "ci: the integrator's tests")
+    publish(repo)  # on a remote, pushed: the pass lands on the remote's main
     return config.load(repo)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lanes import brief, config, guard, scaffold
 from lanes import brief_template as template
-from tests.conftest import LANES, commit_file, git, lanes_json, run_lanes, snapshot
+from tests.conftest import LANES, commit_file, git, lanes_json, run_lanes, settle, snapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "subagents.md"
@@ -349,6 +349,7 @@ def test_a_brief_reads_and_never_writes(seed_repo: Path, worktree_root: Path) ->
     (seed_repo / "src" / "app.py").write_text("dirty = 1\n")
     same = seed_repo / "server.json"  # same content, new time: a git status would refresh
     os.utime(same, (same.stat().st_atime, same.stat().st_mtime + 100))  # the index for it
+    settle(seed_repo, "45")  # on a remote, the caches any read refreshes
     before = snapshot(seed_repo, worktree_root, skip=())
     for cwd in (seed_repo, Path(claimed["worktree"])):
         assert run_lanes(cwd, "brief", "45", "api").returncode == 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import commit_file, git, lanes_json
+from tests.conftest import commit_file, git, lanes_json, publish
 
 
 def test_a_landed_file_never_replaces_an_ignored_one_in_the_checkout(seed_repo: Path) -> None:
     """git overwrites ignored files as expendable: a lane that committed `.env` with
     `git add -f` would have replaced the user's own, silently."""
     commit_file(seed_repo, ".gitignore", "/tools/offline/_inbox/\n.env\n")
+    publish(seed_repo)  # on a remote, pushed: the pass lands on the remote's main
     (seed_repo / ".env").write_text("SECRET=mine\n", encoding="utf-8")
     rc, doc = lanes_json(seed_repo, "claim", "44", "env", "--agent", "bot")
     wt = Path(doc["worktree"])

@@ -481,6 +481,9 @@ def test_release_killed_at_random_instants_loses_nothing(
             assert on_disk(wt) == before, round_  # whole, or gone in one rename
         if state.lane_state(cfg, "44", lane) == "claimed":
             assert lanes_json(seed_repo, "release", "44", lane)[0] == 0, round_
+        else:  # released; the next command on the lane finishes what the kill left (on a
+            # remote: the claim dir, archived where the row, pushed with the delete, says)
+            assert lanes_json(seed_repo, "release", "44", lane)[0] == 4, round_
         row = [e for e in claims.ledger(cfg, "44").events() if e.lane == lane][-1]
         assert row.event == "release"
         back = restored(

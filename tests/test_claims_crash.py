@@ -12,19 +12,26 @@ from pathlib import Path
 import pytest
 
 from lanes import claims, config, gc, state
-from tests.conftest import LANES, lanes_json
+from tests.conftest import LANES, git, go_stale, lanes_json, origin_of
 
 KILLS = 16
 
 
 def _make_everything_stale(cfg: config.Config) -> None:
     old = time.time() - 10 * cfg.stale_after_seconds
-    for wave_dir in cfg.inbox.iterdir():
+    for wave_dir in cfg.inbox.iterdir() if cfg.inbox.exists() else ():
         for entry in wave_dir.iterdir():
             os.utime(entry, (old, old))  # half-built .claiming-* dirs
             heartbeat = entry / claims.HEARTBEAT
             if heartbeat.exists():
                 os.utime(heartbeat, (old, old))
+    bare = origin_of(cfg.main_checkout)
+    if bare is not None:  # on a remote the heartbeat is the claim ref's commit time
+        refs = git(bare, "for-each-ref", "--format=%(refname)", "refs/lanes/").split()
+        for ref in refs:  # refs/lanes/<wave>/claims/<lane>, /ledger, /integrator
+            parts = ref.split("/")
+            if len(parts) == 5 and parts[3] == "claims":
+                go_stale(cfg, parts[2], parts[4], int(old))
 
 
 @pytest.mark.slow
@@ -43,8 +50,7 @@ def test_claimers_killed_at_random_instants_leave_no_lane_stuck(
         time.sleep(rng.uniform(0.05, 0.7))
         proc.kill()
         proc.wait()
-    if cfg.inbox.exists():
-        _make_everything_stale(cfg)
+    _make_everything_stale(cfg)
     gc.gc(cfg)
     for i in range(KILLS):
         wave = f"k{i}"

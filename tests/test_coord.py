@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lanes import config, coord, git
+from lanes import config, coord, git, scaffold
 from lanes.coord import PendingEvent
 from lanes.errors import BadInput, Contention, OperationalError
 from tests.conftest import LANES, commit_file, lanes_json
@@ -36,7 +36,9 @@ def make_clone(tmp_path: Path, url: str, name: str) -> Path:
     root.mkdir()
     py = dest / "pyproject.toml"
     text = re.sub(r'worktree_root = ".*"', f'worktree_root = "{root}"', py.read_text())
-    py.write_text(text.replace('stale_after = "30m"', 'stale_after = "30m"\nremote = "origin"'))
+    if 'remote = "origin"' not in text:  # the seed coordinates on one machine (the default)
+        text = text.replace('stale_after = "30m"', 'stale_after = "30m"\nremote = "origin"')
+    py.write_text(text)
     return dest
 
 
@@ -60,8 +62,10 @@ def server_refs(bare: Path, pattern: str = "refs/") -> dict[str, str]:
 # -- choosing ----------------------------------------------------------------------------
 
 
-def test_local_is_the_default(cfg: config.Config) -> None:
-    assert coord.for_config(cfg).kind == "local"
+def test_local_is_the_default(tmp_path: Path, worktree_root: Path) -> None:
+    plain = scaffold.make_seed_repo(tmp_path / "plain", worktree_root)  # no `remote` set
+    assert "remote" not in (plain / "pyproject.toml").read_text()
+    assert coord.for_config(config.load(plain)).kind == "local"
 
 
 def test_a_remote_that_does_not_exist_is_bad_configuration(clones: list[Path]) -> None:
@@ -77,6 +81,7 @@ def test_a_remote_that_does_not_exist_is_bad_configuration(clones: list[Path]) -
 # -- local -------------------------------------------------------------------------------
 
 
+@pytest.mark.local_coord  # the filelock and update-ref; remote: the tests below
 def test_local_lease_is_exclusive_and_land_is_a_compare_and_swap(cfg: config.Config) -> None:
     c = coord.for_config(cfg)
     with c.integrator_lease("w", "first"):
@@ -324,3 +329,42 @@ def test_land_on_an_unreachable_remote_is_remote_failed(clones: list[Path], tmp_
     with pytest.raises(OperationalError) as err:
         c.land("w", old, old, [])
     assert err.value.code == "remote-failed"
+
+
+# -- remote: the ledger's verify (the counterpart of tests/test_ledger.py's file checks) ----
+
+
+def test_remote_verify_finds_an_edited_rendering_a_broken_row_and_a_rewritten_chain(
+    clones: list[Path], bare: Path
+) -> None:
+    a, b = clones[0], clones[1]
+    for lane, agent in (("x", "alice"), ("y", "bob")):
+        assert lanes_json(a, "claim", "w", lane, "--agent", agent)[0] == 0
+    code, doc = lanes_json(a, "ledger", "verify", "w")  # `a` remembers the tip it saw
+    assert code == 0 and doc["events"] == 2, doc
+    # the rendering edited by hand: found, and rendered again from the remote
+    rendering = a / "tools/offline/_inbox/w/AGENT_LEDGER.md"
+    text = rendering.read_text()
+    assert "| bob |" in text
+    rendering.write_text(text.replace("| bob |", "| eve |"))
+    code, doc = lanes_json(a, "ledger", "verify", "w")
+    assert code == 4 and doc["error"] == "ledger-broken" and "edited by hand" in doc["message"]
+    assert rendering.read_text() == text
+    assert lanes_json(a, "ledger", "verify", "w")[0] == 0
+    ref, tip = "refs/lanes/w/ledger", server_refs(bare)["refs/lanes/w/ledger"]
+    parent = _git(bare, "rev-parse", f"{tip}^")
+    empty = _git(bare, "rev-parse", f"{tip}^{{tree}}")
+    # a row edited on the server: its hash no longer links it to the row before
+    edited = _git(bare, "log", "-1", "--format=%B", tip).replace("bob", "eve")
+    forged = _git(bare, "commit-tree", empty, "-p", parent, "-m", edited)
+    _git(bare, "update-ref", ref, forged, tip)
+    code, doc = lanes_json(b, "ledger", "verify", "w")
+    assert code == 4 and "expected event #2 chained" in doc["message"], doc
+    # the tail rewritten with a hash that links: only the tip a machine saw tells
+    c = coord.for_config(config.load(b))
+    c._fetch([parent], "test")  # type: ignore[attr-defined]
+    rewritten, _ = c.ledger("w").build(parent, [PendingEvent("claim", "y", "eve")])  # type: ignore[attr-defined]
+    _git(b, "push", "-q", "--force", "origin", f"{rewritten}:{ref}")
+    assert lanes_json(b, "ledger", "verify", "w")[0] == 0  # b never saw the old tip
+    code, doc = lanes_json(a, "ledger", "verify", "w")
+    assert code == 4 and "no longer holds" in doc["message"] and tip[:12] in doc["message"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from integrator import dry_run, integrate
 from lanes import claims
 from lanes.config import Config
-from tests.conftest import git, lanes_json, run_lanes, snapshot
+from tests.conftest import git, lanes_json, origin_of, publish, run_lanes, snapshot, stage
 from tests.test_integrate import (
     WAVE,
     deploy_frag,
@@ -41,10 +41,21 @@ def _refs(repo: Path) -> str:
 
 def test_dry_run_prints_the_plan_and_changes_nothing(cfg: Config, seed_repo: Path) -> None:
     _mixed_wave(cfg)
-    before = (_refs(seed_repo), snapshot(seed_repo), snapshot(cfg.state_dir, skip=()))
+    # On a remote, what any read brings here first (the objects of the claims and branches,
+    # the fragments staged in the git dir, AGENT_LEDGER.md rendered: caches of the remote,
+    # docs/remote.md): read once, so what follows compares everything, the remote's refs too.
+    stage(cfg, WAVE)
+    claims.ledger(cfg, WAVE).events()
+    bare = origin_of(seed_repo)
+
+    def everything() -> tuple[object, ...]:
+        there = _refs(bare) if bare else ""
+        return _refs(seed_repo), snapshot(seed_repo), snapshot(cfg.state_dir, skip=()), there
+
+    before = everything()
     rc, doc = lanes_json(seed_repo, "integrate", WAVE, "--dry-run")
     assert rc == 0 and doc["dry_run"] is True and doc["schema_version"] == 1
-    assert (_refs(seed_repo), snapshot(seed_repo), snapshot(cfg.state_dir, skip=())) == before
+    assert everything() == before
     lanes = {p["lane"]: p for p in doc["lanes"]}
     assert [p["lane"] for p in doc["lanes"]] == ["first", "clash", "m", "liar", "region"]
     assert (lanes["clash"]["outcome"], lanes["clash"]["reason"], lanes["clash"]["files"]) == (
@@ -92,6 +103,7 @@ def test_the_dry_run_lands_each_commit_as_the_pass_does(cfg: Config, seed_repo: 
 
     wt = make_lane(cfg, "fights", submit=False)
     commit_file(seed_repo, "src/app.py", '"""main\'s"""\n', "main: app")
+    publish(seed_repo)  # on a remote, pushed: the pass lands on the remote's main
     original = (wt / "src" / "app.py").read_text()
     commit_file(wt, "src/app.py", '"""mine"""\n', "fights: app")
     commit_file(wt, "src/app.py", original, "fights: put it back")

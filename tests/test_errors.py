@@ -25,7 +25,7 @@ from lanes.errors import (
     Refused,
     RegistryError,
 )
-from tests.conftest import commit_file, git, lanes_json, run_lanes
+from tests.conftest import commit_file, git, lanes_json, publish, run_lanes
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "exit-codes.md"
@@ -358,6 +358,7 @@ def test_integrate_on_main_with_disagreeing_versions_is_exit_2_and_changes_nothi
 ) -> None:
     text = (seed_repo / "server.json").read_text().replace("0.3.5", "0.3.9")
     commit_file(seed_repo, "server.json", text, "hand edit")
+    publish(seed_repo)  # on a remote, pushed: the pass reads the remote's main
     claims.claim(cfg, "44", "a", "bot")
     before = (git(seed_repo, "rev-parse", "main"), len(claims.ledger(cfg, "44").events()))
     for args in (("integrate", "44"), ("integrate", "44", "--dry-run")):

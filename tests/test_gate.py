@@ -10,7 +10,7 @@ import pytest
 from integrator import gate
 from lanes import claims, config, scaffold, submit
 from lanes.errors import BadInput
-from tests.conftest import commit_file, git, lanes_json, run_lanes
+from tests.conftest import commit_file, git, lanes_json, origin_of, publish, run_lanes
 
 MANIFEST = scaffold.MANIFEST
 VERIFY = ".github/workflows/verify.yml"
@@ -241,6 +241,7 @@ def test_next_follows_the_chain_transitively(seed_repo: Path) -> None:
         "  workflow_dispatch:\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
         "      - run: ./acceptance.sh\n",
     )
+    publish(seed_repo)  # on a remote: else next starts with the push of main, rightly
     assert gate.verify(config.load(seed_repo)).next == [
         "gh workflow run deploy.yml --ref main",
         WATCH,
@@ -397,6 +398,7 @@ def test_unwritten_surfaces_are_discovered_and_checked_as_if_written(seed_repo: 
         text.split("[tool.lanes.manifest]")[0], encoding="utf-8"
     )
     git(seed_repo, "commit", "-qam", "lanes: only the top-level keys")
+    publish(seed_repo)  # on a remote: origin in step again, as when `written` was read
     report = gate.verify(config.load(seed_repo))
     assert [(c.name, c.status) for c in report.checks] == [
         (c.name, c.status) for c in written.checks
@@ -437,7 +439,9 @@ def test_a_malformed_required_value_is_bad_configuration(seed_repo: Path) -> Non
 # -- the CLI, as a user runs it -----------------------------------------------------------------
 
 
-def test_cli_passes_on_the_seed_with_the_commands_to_deploy(seed_repo: Path) -> None:
+def test_cli_passes_on_the_seed_with_the_commands_to_deploy(
+    seed_repo: Path, coord_mode: str
+) -> None:
     rc, doc = lanes_json(seed_repo, "verify")
     assert rc == 0
     assert doc["schema_version"] == 1 and doc["ok"] is True
@@ -452,8 +456,13 @@ def test_cli_passes_on_the_seed_with_the_commands_to_deploy(seed_repo: Path) -> 
     assert human.returncode == 0
     assert "pass" in human.stdout and "gh workflow run deploy.yml --ref main" in human.stdout
     # The seed has no remote: the person is told to push before dispatching, and that the
-    # deploy also runs on a push (it would deploy twice).
-    assert "no upstream" in human.stderr and "also runs on a push to main" in human.stderr
+    # deploy also runs on a push (it would deploy twice). On a remote, the seed's main is
+    # on origin already: nothing to push, and the push that brought it may have deployed.
+    if coord_mode == "local":
+        assert "no upstream" in human.stderr and "also runs on a push to main" in human.stderr
+    else:
+        assert "no upstream" not in human.stderr
+        assert "the push that brought this commit may already have deployed it" in human.stderr
 
 
 def test_cli_fails_with_exit_4_and_every_failing_check(seed_repo: Path) -> None:
@@ -499,9 +508,10 @@ def test_real_workflows_in_the_repository(seed_repo: Path) -> None:
 
 
 def test_next_pushes_main_first_when_the_remote_is_behind(seed_repo: Path, tmp_path: Path) -> None:
-    remote = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", str(remote))
-    git(seed_repo, "remote", "add", "origin", str(remote))
+    if origin_of(seed_repo) is None:  # on a remote, the seed's own origin serves
+        remote = tmp_path / "origin.git"
+        git(tmp_path, "init", "-q", "--bare", str(remote))
+        git(seed_repo, "remote", "add", "origin", str(remote))
     git(seed_repo, "push", "-q", "-u", "origin", "main")
     report = gate.verify(config.load(seed_repo))
     assert report.next[0] == "gh workflow run deploy.yml --ref main"  # in step: no push

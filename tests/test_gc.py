@@ -14,12 +14,11 @@ import pytest
 
 from integrator import integrate
 from lanes import claims, config, gc, saves, state, submit
-from tests.conftest import LANES, commit_file, git, lanes_json, snapshot
+from tests.conftest import LANES, commit_file, git, go_stale, lanes_json, origin_of, snapshot
 
 
 def _stale(cfg: config.Config, wave: str, lane: str) -> None:
-    hb = cfg.claim_dir(wave, lane) / claims.HEARTBEAT
-    os.utime(hb, (1, 1))
+    go_stale(cfg, wave, lane)  # the heartbeat file's mtime, or the claim ref's commit time
 
 
 def test_gc_saves_dirty_work_then_removes_the_worktree(cfg: config.Config, tmp_path: Path) -> None:
@@ -88,12 +87,16 @@ def test_dry_run_changes_nothing(seed_repo: Path, cfg: config.Config, worktree_r
     wt = Path(claims.claim(cfg, "44", "a", "agent-1").worktree)
     (wt / "dirty.txt").write_text("d\n")
     _stale(cfg, "44", "a")
-    before = snapshot(seed_repo, worktree_root, skip=())
+    # On a remote, any read fetches the objects it reads and renders AGENT_LEDGER.md (caches
+    # of the remote, docs/remote.md): read once, so what follows compares everything.
+    assert lanes_json(seed_repo, "status", "44")[0] == 0
+    bare = origin_of(seed_repo)
+    before = snapshot(seed_repo, worktree_root, *([bare] if bare else []), skip=())
     rc, doc = lanes_json(seed_repo, "gc", "--dry-run")
     assert rc == 0
     assert doc["dry_run"] is True
     assert [(a["lane"], a["action"]) for a in doc["actions"]] == [("a", "reap")]
-    assert snapshot(seed_repo, worktree_root, skip=()) == before
+    assert snapshot(seed_repo, worktree_root, *([bare] if bare else []), skip=()) == before
     rc, doc = lanes_json(seed_repo, "gc")
     assert rc == 0 and doc["actions"][0]["saved_patch"]
     assert not wt.exists()

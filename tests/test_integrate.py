@@ -22,7 +22,16 @@ from lanes.errors import BadInput, Refused
 from lanes.surfaces import manifest as manifest_surface
 from lanes.surfaces import version as version_surface
 from lanes.surfaces.deploy import DeployFragment, PatchOp
-from tests.conftest import commit_file, git, lanes_json, run_lanes, snapshot
+from tests.conftest import (
+    LANDING_POINTS,
+    commit_file,
+    git,
+    hand_submit,
+    lanes_json,
+    publish,
+    run_lanes,
+    snapshot,
+)
 
 WAVE = "44"
 
@@ -79,9 +88,9 @@ def migration(lane: str, number: int) -> tuple[dict[str, str], str]:
     return {f"scripts/migrations/{name}": f"-- {lane}\nSELECT 1;\n"}, name
 
 
-def landed_lanes(repo: Path, wave: str = WAVE) -> list[str]:
-    """Lanes main says are integrated, oldest first (with repeats, if there were any)."""
-    head = git(repo, "rev-parse", "main")
+def landed_lanes(repo: Path, wave: str = WAVE, head: str = "") -> list[str]:
+    """Lanes main (or `head`) says are integrated, oldest first (with repeats, if any)."""
+    head = head or git(repo, "rev-parse", "main")
     return [ld.lane for ld in reversed(trailers.landed(repo, head, wave)) if ld.lane]
 
 
@@ -109,6 +118,7 @@ def set_test_command(repo: Path, command: str) -> Config:
     text = (repo / "pyproject.toml").read_text(encoding="utf-8")
     text = text.replace('test_command = ""', f"test_command = {json.dumps(command)}")
     commit_file(repo, "pyproject.toml", text, "ci: set the integrator's test command")
+    publish(repo)  # on a remote, pushed: the pass lands on the remote's main
     return config.load(repo)
 
 
@@ -396,13 +406,8 @@ def test_a_fragment_is_data_never_code(cfg: Config, tmp_path: Path) -> None:
     """A fragment file written by hand with shell in it is refused, never run."""
     pwned = tmp_path / "pwned"
     make_lane(cfg, "shell", {"src/s.py": "s\n"}, submit=False)
-    frag_dir = cfg.claim_dir(WAVE, "shell") / "fragments"
-    (frag_dir / "00000000000000000001-manifest-evil00.json").write_text(
-        json.dumps({"kind": "manifest", "entries": [f"x.sql; touch {pwned}"]})
-    )
-    claims.ledger(cfg, WAVE).append(
-        "submit", "shell", "agent-shell", head=git(cfg.main_checkout, "rev-parse", "lanes/44/shell")
-    )
+    evil = json.dumps({"kind": "manifest", "entries": [f"x.sql; touch {pwned}"]}).encode()
+    hand_submit(cfg, WAVE, "shell", {"00000000000000000001-manifest-evil00.json": evil})
     result = integrate.integrate(cfg, WAVE)
     assert [(b.lane, b.reason) for b in result.bounced] == [("shell", "bad-fragment")]
     assert not pwned.exists()
@@ -521,6 +526,7 @@ def set_squash(repo: Path, where: str) -> Config:
         root = config.load(repo).settings.worktree_root
         toml = f'project = "jpcite"\nworktree_root = "{root}"\nland = "squash"\n'
         commit_file(repo, "lanes.toml", toml, "ci: a lanes.toml, landing lanes squashed")
+    publish(repo)
     cfg = config.load(repo)
     assert cfg.settings.land == "squash"
     return cfg
@@ -593,7 +599,7 @@ def test_squash_lands_each_lane_as_one_commit_listing_its_own(seed_repo: Path, w
     )
 
 
-@pytest.mark.parametrize("point", ["landed", "journal", "cas", "ledger", "archived"])
+@pytest.mark.parametrize("point", ["landed", "journal", *LANDING_POINTS, "archived"])
 def test_squash_killed_then_rerun_lands_each_lane_once(seed_repo: Path, point: str) -> None:
     cfg = set_squash(seed_repo, "pyproject.toml")
     base = git(seed_repo, "rev-parse", "main")
@@ -643,6 +649,7 @@ def test_version_files_that_disagree_stop_the_pass_before_it_starts(
 ) -> None:
     text = (seed_repo / "server.json").read_text().replace("0.3.5", "0.3.9")
     commit_file(seed_repo, "server.json", text, "hand edit")
+    publish(seed_repo)
     make_lane(cfg, "x", {"src/x.py": "1\n"}, [version_frag("patch")])
     before = (git(seed_repo, "rev-parse", "main"), len(claims.ledger(cfg, WAVE).events()))
     with pytest.raises(BadInput) as err:
@@ -663,6 +670,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.local_coord  # holds the filelock; remote: test_remote_integrate, test_coord
 def test_a_second_integrator_gets_exit_3(cfg: Config, seed_repo: Path) -> None:
     make_lane(cfg, "l1", {"src/l1.py": "1\n"})
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -705,7 +713,7 @@ def test_two_real_passes_at_once_one_runs(seed_repo: Path) -> None:
 
 
 def test_main_moved_during_the_pass_loses_nothing_and_a_rerun_works(
-    seed_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seed_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, coord_mode: str
 ) -> None:
     flag = tmp_path / "move-main-once"
     flag.touch()
@@ -714,7 +722,10 @@ def test_main_moved_during_the_pass_loses_nothing_and_a_rerun_works(
     cfg = set_test_command(
         seed_repo,
         'if [ -e "$MOVE_FLAG" ]; then rm "$MOVE_FLAG"; '
-        'git -C "$MAIN_REPO" commit -q --allow-empty -m "someone else"; fi',
+        'git -C "$MAIN_REPO" commit -q --allow-empty -m "someone else"'
+        # on a remote, someone else moves main there
+        + (' && git -C "$MAIN_REPO" push -q origin main' if coord_mode == "remote" else "")
+        + "; fi",
     )
     make_lane(cfg, "m", {"src/m.py": "1\n"}, [manifest_frag("130_programs_index.sql")])
     rc, doc = lanes_json(seed_repo, "integrate", WAVE)

@@ -20,7 +20,7 @@ from integrator import checkout, integrate
 from lanes import claims, scaffold, state
 from lanes.config import Config
 from lanes.surfaces import manifest as manifest_surface
-from tests.conftest import git, run_lanes
+from tests.conftest import LANDING_POINTS, MAIN_MOVED, git, main_of, run_lanes
 from tests.test_batches import configure
 from tests.test_integrate import (
     WAVE,
@@ -36,17 +36,17 @@ from tests.test_integrate import (
     version_frag,
 )
 
-# In the order the pass reaches them; before "cas" main has not moved.
+# In the order the pass reaches them; before MAIN_MOVED ("cas", on a remote
+# "remote-landed") main has not moved.
 FAILPOINTS = [
     "locked",
     "started",
     "landed",  # a lane landed in the object store
     "journal",
-    "cas",
-    "ledger",
+    *LANDING_POINTS,
     "archived",
 ]
-BEFORE_CAS = FAILPOINTS[: FAILPOINTS.index("cas")]
+BEFORE_CAS = FAILPOINTS[: FAILPOINTS.index(MAIN_MOVED)]
 # With a test command, batches and two test jobs, all before the compare-and-swap: a test
 # worktree made, two stacks under test at once, a run finished, a bisection step.
 TEST_POINTS = ["scratch", "speculating", "tested", "bisected"]
@@ -142,11 +142,11 @@ def test_killed_at_each_write_then_rerun(point: str, cfg: Config, seed_repo: Pat
     old = git(seed_repo, "rev-parse", "main")
     killed = run_lanes(seed_repo, "integrate", WAVE, "--json", env={"LANES_FAILPOINT": point})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    now = git(seed_repo, "rev-parse", "main")
+    now = main_of(seed_repo)  # on a remote, origin's: the pass may be killed before it follows
     if point in BEFORE_CAS:
-        assert now == old and landed_lanes(seed_repo) == []  # nothing anyone can see
+        assert now == old and landed_lanes(seed_repo, head=now) == []  # nothing anyone sees
     else:
-        assert landed_lanes(seed_repo) == wave.lands  # all of it, consistently
+        assert landed_lanes(seed_repo, head=now) == wave.lands  # all of it, consistently
     rerun = run_lanes(seed_repo, "integrate", WAVE, "--json")
     doc = json.loads(rerun.stdout)
     assert rerun.returncode == 4, rerun.stderr  # "clash" bounced; the rest landed

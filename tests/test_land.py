@@ -9,7 +9,7 @@ import pytest
 
 from integrator import integrate, land, plan
 from lanes.config import Config
-from tests.conftest import commit_file, git, snapshot
+from tests.conftest import commit_file, git, publish, snapshot, stage
 from tests.test_integrate import (
     WAVE,
     make_lane,
@@ -40,6 +40,7 @@ def cherry_picked_tree(repo: Path, onto: str, commits: list[str], where: Path) -
 
 
 def land_one(cfg: Config, lane: str, onto: str | None = None) -> land.Landed:
+    stage(cfg, WAVE)  # as the pass does first (on a remote: the claims' fragments)
     the_plan = plan.read(cfg, WAVE)
     lp = next(lp for lp in the_plan.lanes if lp.lane == lane)
     assert lp.problem is None, lp.problem
@@ -114,6 +115,8 @@ def test_a_commit_that_conflicts_bounces_even_if_a_later_one_puts_it_back(
 def test_nothing_but_objects_is_written(cfg: Config, seed_repo: Path) -> None:
     files, entry = migration("c", 261)
     make_lane(cfg, "c", files, [manifest_frag(entry)])
+    stage(cfg, WAVE)  # on a remote, reading renders AGENT_LEDGER.md (a cache): read once
+    plan.read(cfg, WAVE)
     refs = git(seed_repo, "for-each-ref")
     before = snapshot(seed_repo), git(seed_repo, "worktree", "list", "--porcelain")
     landed = land_one(cfg, "c")
@@ -130,6 +133,7 @@ def test_merges_obey_mains_attributes_not_the_checkouts(seed_repo: Path, tmp_pat
     main's `merge=union` holds, and the user's checkout's own attributes do not count."""
     commit_file(seed_repo, ".gitattributes", "notes.txt merge=union\n", "main: union notes")
     commit_file(seed_repo, "notes.txt", "start\n", "main: notes")
+    publish(seed_repo)
     from lanes import config
 
     cfg = config.load(seed_repo)
@@ -158,6 +162,7 @@ def test_a_contended_file_that_is_a_link_on_main_is_never_written_through(
     manifest.symlink_to("../manifest-real.txt")
     git(seed_repo, "add", "-A")
     git(seed_repo, "commit", "-q", "-m", "main: the manifest is a link")
+    publish(seed_repo)
     from lanes import config
 
     cfg = config.load(seed_repo)
@@ -175,6 +180,7 @@ def test_modes_and_bytes_of_the_files_written_are_kept(seed_repo: Path) -> None:
     (seed_repo / path).chmod(0o755)
     git(seed_repo, "add", path)
     git(seed_repo, "commit", "-q", "-m", "main: a CRLF, executable manifest")
+    publish(seed_repo)
     from lanes import config
 
     cfg = config.load(seed_repo)

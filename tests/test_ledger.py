@@ -524,6 +524,7 @@ def wave44(cfg: Config) -> Ledger:
     return log
 
 
+@pytest.mark.local_coord  # edits the O_APPEND file, the truth locally
 def test_cli_verify_says_whole_then_names_the_broken_line(seed_repo: Path, wave44: Ledger) -> None:
     proc = run_lanes(seed_repo, "ledger", "verify", "44", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -632,6 +633,7 @@ def test_cli_inside_a_lane_the_ledger_is_its_wave(seed_repo: Path, cfg: Config) 
     assert verified.returncode == 0 and json.loads(verified.stdout)["wave"] == "44"
 
 
+@pytest.mark.local_coord  # deletes the O_APPEND file; on a remote it is a rendering
 def test_cli_verify_of_a_wave_whose_file_was_deleted_is_broken(
     seed_repo: Path, cfg: Config
 ) -> None:

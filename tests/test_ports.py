@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lanes import claims, config, ports
-from tests.conftest import LANES, commit_file, lanes_json, run_lanes, snapshot
+from tests.conftest import LANES, commit_file, go_stale, lanes_json, run_lanes, snapshot
 
 
 def with_ports(repo: Path, count: int, port_range: str) -> config.Config:
@@ -77,7 +76,7 @@ def test_a_slot_is_reused_after_release_and_reap(seed_repo: Path) -> None:
     assert claim(seed_repo, "d")[1]["port"] == 22002
 
     old = time.time() - 2 * cfg.stale_after_seconds  # a: no heartbeat for long
-    os.utime(cfg.claim_dir("w1", "a") / claims.HEARTBEAT, (old, old))
+    go_stale(cfg, "w1", "a", int(old))
     rc, doc = lanes_json(seed_repo, "gc")
     assert rc == 0, doc
     assert claim(seed_repo, "e")[1]["port"] == 22000

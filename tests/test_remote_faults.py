@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LANES, commit_file
+from lanes import config
+from tests.conftest import LANES, commit_file, go_stale
 from tests.servers import (  # noqa: F401 (fixtures)
     NetnsServer,
     Remote,
@@ -41,9 +42,8 @@ def clone(tmp_path: Path, url: str, name: str, stale_after: str = "30m") -> Path
     root.mkdir()
     py = dest / "pyproject.toml"
     text = re.sub(r'worktree_root = ".*"', f'worktree_root = "{root}"', py.read_text())
-    py.write_text(
-        text.replace('stale_after = "30m"', f'stale_after = "{stale_after}"\nremote = "origin"')
-    )
+    remote = "" if 'remote = "origin"' in text else '\nremote = "origin"'  # seed's own?
+    py.write_text(text.replace('stale_after = "30m"', f'stale_after = "{stale_after}"{remote}'))
     return dest
 
 
@@ -266,19 +266,38 @@ def test_killed_between_the_remote_and_the_local_step_the_next_command_finishes(
     assert [e["event"] for e in ledger_events(a, "w")].count("submit") == 1
 
     # Killed once a release deleted the claim ref, before its claim dir was archived: the
-    # lane is free, and the next command on it archives the claim dir, saved work kept.
+    # delete and the `release` row were one push, so the remote never shows the lane free
+    # without its row; the next command on it archives the claim dir where the row says.
     code, doc = run(a, "claim", "w", "l2", "--agent", "a2")
     assert code == 0, doc
     (Path(doc["worktree"]) / "unsaved.txt").write_text("keep me\n")
     code, _ = run(a, "release", "w", "l2", failpoint="remote-released-pushed")
     assert code == -9 and "refs/lanes/w/claims/l2" not in remote.refs("refs/lanes/")
+    row = [e for e in ledger_events(a, "w") if e["lane"] == "l2"][-1]
+    assert row["event"] == "release", row
     code, doc = run(a, "heartbeat", "w", "l2")
     assert code == 4 and doc["error"] == "not-held", doc
     assert not (a / INBOX / "w" / "l2").exists()
-    patches = list((a / INBOX / "w" / ".archive").glob("l2-superseded-*/*-uncommitted.patch"))
-    assert len(patches) == 1 and "keep me" in patches[0].read_text()
+    patch = Path(row["details"]["saved_patch"])
+    assert patch.parent == Path(row["details"]["archived_to"]) and patch.parent.parent.name == (
+        ".archive"
+    )
+    assert "keep me" in patch.read_text()
     code, doc = run(a, "status", "w")
     assert {r["lane"]: r["state"] for r in doc["lanes"]}["l2"] == "released"
+    verified(a, "w")
+
+    # A reap killed the same way (gc on this machine, the lane stale): its row is there too.
+    code, doc = run(a, "claim", "w", "l3", "--agent", "a3")
+    assert code == 0, doc
+    (Path(doc["worktree"]) / "unsaved.txt").write_text("keep me too\n")
+    go_stale(config.load(a), "w", "l3", bare=remote.path)
+    code, _ = run(a, "gc", failpoint="remote-reaped-pushed")
+    assert code == -9 and "refs/lanes/w/claims/l3" not in remote.refs("refs/lanes/")
+    row = [e for e in ledger_events(a, "w") if e["lane"] == "l3"][-1]
+    assert row["event"] == "reap", row
+    assert run(a, "release", "w", "l3")[1]["error"] == "not-held"  # the next command
+    assert "keep me too" in Path(row["details"]["saved_patch"]).read_text()
     verified(a, "w")
 
 

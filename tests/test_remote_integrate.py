@@ -27,10 +27,11 @@ WAVE = "w"
 def bare(tmp_path: Path, seed_repo: Path) -> Path:
     """The seed with `remote = "origin"` committed on main, as a bare server repository."""
     py = seed_repo / "pyproject.toml"
-    py.write_text(
-        py.read_text().replace('stale_after = "30m"', 'stale_after = "30m"\nremote = "origin"')
-    )
-    git(seed_repo, "commit", "-qam", "coordinate through origin")
+    if 'remote = "origin"' not in py.read_text():  # else the seed has it committed already
+        py.write_text(
+            py.read_text().replace('stale_after = "30m"', 'stale_after = "30m"\nremote = "origin"')
+        )
+        git(seed_repo, "commit", "-qam", "coordinate through origin")
     path = tmp_path / "srv.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed_repo), str(path))
     return path
@@ -284,3 +285,22 @@ def wait_for_ref(bare: Path, ref: str, seconds: float = 60) -> None:
     ).returncode:
         assert time.monotonic() < deadline, f"{ref} never appeared"
         time.sleep(0.02)
+
+
+def test_a_server_that_will_not_move_main_is_remote_failed_and_nothing_moves(
+    bare: Path, submitted: dict[str, Path]
+) -> None:
+    """A stale main.lock on the server: every ref of the atomic push is refused; that is the
+    server's answer (exit 1 naming it), not a lost lease and not a moved main."""
+    lock = bare / "refs" / "heads" / "main.lock"
+    lock.write_text(on_server(bare, "refs/heads/main") + "\n")
+    before = git(bare, "for-each-ref")
+    code, doc = lanes_json(submitted["ci"], "integrate", WAVE)
+    assert code == 1 and doc["error"] == "remote-failed", doc
+    after = git(bare, "for-each-ref")
+    kept = [ln for ln in before.splitlines() if "refs/heads/" in ln or "/claims/" in ln]
+    assert kept == [ln for ln in after.splitlines() if "refs/heads/" in ln or "/claims/" in ln]
+    assert ("integrated", "a") not in server_events(bare)
+    lock.unlink()
+    code, doc = lanes_json(submitted["ci"], "integrate", WAVE)
+    assert code == 0 and doc["integrated"] == ["a", "b"], doc

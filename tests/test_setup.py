@@ -15,7 +15,7 @@ import pytest
 
 from lanes import claims, config, ports, setup, state
 from lanes.errors import BadInput
-from tests.conftest import commit_file, git, lanes_json, run_lanes, snapshot
+from tests.conftest import commit_file, git, lanes_json, run_lanes, settle, snapshot
 
 
 def configure(repo: Path, **keys: object) -> None:
@@ -372,6 +372,7 @@ def test_worktreeinclude_adds_gitignore_patterns(seed_repo: Path, worktree_root:
     assert (wt / ".env.local").read_text() == "local\n"
 
     (seed_repo / ".worktreeinclude").write_bytes(b"\xff\xfe not utf-8\n")
+    settle(seed_repo, "w1")  # on a remote, the caches any read refreshes
     before = snapshot(seed_repo, worktree_root, skip=())
     rc, doc = claim(seed_repo, "b")
     assert (rc, doc["error"]) == (2, "bad-config") and ".worktreeinclude" in doc["message"]
@@ -388,6 +389,10 @@ def test_a_claim_without_setup_runs_no_setup_and_no_extra_git(
     real = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
     (shim / "git").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
     (shim / "git").chmod(0o755)
+    # The wave's first claim starts its ledger (on a remote: no tip to read yet), and on a
+    # remote a claim reads every claim of the wave: the two compared below are both later
+    # ones, each with one other lane held.
+    claims.claim(config.load(seed_repo), "w1", "first", "agent-0")
     code = (
         "import sys; from pathlib import Path; from lanes import claims, config; "
         "claims.claim(config.load(Path.cwd()), 'w1', 'a', 'agent-1'); "
@@ -405,6 +410,7 @@ def test_a_claim_without_setup_runs_no_setup_and_no_extra_git(
     made = calls.read_text()
     assert "check-ignore" not in made and "--ignored" not in made
     before = len(made.splitlines())
+    claims.release(config.load(seed_repo), "w1", "first")
     # the same claim with a setup: the setup's git calls are exactly two
     ignore(seed_repo, ".env")
     (seed_repo / ".env").write_text("x\n")

@@ -15,7 +15,7 @@ Commands reach either through `for_config(cfg)`; nothing else decides which.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,10 +106,20 @@ class Coord(Protocol):
         `not-held` otherwise)."""
         ...
 
-    def retire(self, wave: str, lane: str, expect: Holder, why: str) -> Path:
+    def retire(
+        self,
+        wave: str,
+        lane: str,
+        expect: Holder,
+        why: str,
+        record: Callable[[Path], PendingEvent] | None = None,
+    ) -> Path:
         """Release or reap (`why`: released, reaped, undone) the lane, only if `expect`
         still holds it (Contention/Refused otherwise): the lane is free; returns where its
-        local claim directory went (archived)."""
+        local claim directory went (archived). `record(dest)` is the ledger row of it
+        (`release`, `reap`), told where the claim directory goes: remote, in the same
+        atomic push as the claim's delete, so the remote never shows the lane freed
+        without its row; locally appended once the rename freed it."""
         ...
 
     def submit(

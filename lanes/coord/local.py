@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from lanes.ledger import Ledger
 
 ARCHIVE = ".archive"
+RETIRING = "retiring"  # in a claim dir: the name in the archive a retirement promised it
 LOCK = "integrate.lock"  # the integrator's: one pass per repository at a time
 OWNER = "integrate.owner"
 
@@ -52,15 +53,40 @@ def discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def archive(cfg: Config, wave: str, lane: str, why: str) -> Path:
-    """Move a claim directory into the wave's archive in one rename: the lane is free."""
-    src = cfg.claim_dir(wave, lane)
-    dest_root = cfg.wave_dir(wave) / ARCHIVE
-    dest_root.mkdir(exist_ok=True)
+def archive_path(cfg: Config, wave: str, lane: str, why: str) -> Path:
+    """A new name in the wave's archive for the lane's claim directory."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    dest = dest_root / f"{lane}-{why}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return cfg.wave_dir(wave) / ARCHIVE / f"{lane}-{why}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def promise(cfg: Config, wave: str, lane: str, dest: Path) -> None:
+    """Write into the claim directory where it is going (remote: before the push whose
+    ledger row names that place), so that a retirement killed after its push and before
+    its rename is archived there by the next command (`archive`)."""
+    tmp = cfg.claim_dir(wave, lane) / f".{RETIRING}.{uuid.uuid4().hex}"
+    tmp.write_text(dest.name + "\n", encoding="utf-8")
+    os.replace(tmp, tmp.with_name(RETIRING))
+
+
+def archive(cfg: Config, wave: str, lane: str, why: str) -> Path:
+    """Move a claim directory into the wave's archive in one rename: the lane is free. A
+    claim directory promised a place (`promise`) goes there, so the ledger row that names
+    it holds."""
+    src = cfg.claim_dir(wave, lane)
+    dest = _promised(src, lane) or archive_path(cfg, wave, lane, why)
+    dest.parent.mkdir(exist_ok=True)
     os.rename(src, dest)
     return dest
+
+
+def _promised(src: Path, lane: str) -> Path | None:
+    try:
+        name = (src / RETIRING).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    dest = src.parent / ARCHIVE / name
+    ok = name.startswith(f"{lane}-") and "/" not in name and name.isprintable()
+    return dest if ok and not os.path.lexists(dest) else None
 
 
 def touch_heartbeat(path: Path, wave: str, lane: str) -> None:
@@ -137,8 +163,19 @@ class LocalCoord:
         touch_heartbeat(self.cfg.claim_dir(wave, lane) / claims.HEARTBEAT, wave, lane)
         return expect
 
-    def retire(self, wave: str, lane: str, expect: Holder, why: str) -> Path:
-        return archive(self.cfg, wave, lane, why)
+    def retire(
+        self,
+        wave: str,
+        lane: str,
+        expect: Holder,
+        why: str,
+        record: Callable[[Path], PendingEvent] | None = None,
+    ) -> Path:
+        dest = archive(self.cfg, wave, lane, why)
+        if record is not None:  # the rename freed the lane; its row follows
+            e = record(dest)
+            self.ledger(wave).append(e.event, e.lane, e.agent, **e.details)
+        return dest
 
     def submit(
         self, wave: str, lane: str, expect: Holder, branch: str, fragments: dict[str, bytes]

@@ -29,7 +29,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -404,33 +404,86 @@ class RemoteCoord:
     def heartbeat(self, wave: str, lane: str, expect: Holder) -> Holder:
         return self._move(wave, lane, expect, "heartbeat", f"heartbeat of {wave}/{lane}")
 
-    def retire(self, wave: str, lane: str, expect: Holder, why: str) -> Path:
+    def retire(
+        self,
+        wave: str,
+        lane: str,
+        expect: Holder,
+        why: str,
+        record: Callable[[Path], PendingEvent] | None = None,
+    ) -> Path:
+        """The claim ref deleted, pinned to `expect`, and the row `record` makes appended to
+        the ledger in the same atomic push; then the local claim directory archived where
+        the row says. The place is promised in the claim directory before the push: a kill
+        between the push and the rename leaves the directory for the next command on the
+        lane, which archives it there (lanes/coord/local.py, `archive`)."""
         from lanes.coord import local
 
-        ref = self._ref(wave, "claims", lane)
+        ref, ledger_ref = self._ref(wave, "claims", lane), self._ref(wave, "ledger")
         doing = f"{why} {wave}/{lane}"
-        for _ in range(5):
-            failpoint(f"remote-{why}-push")
-            pushed = self._push([("", ref, expect.token)], doing)
-            if pushed.ok:
-                break
-            now = self.holder(wave, lane)
-            if now is None and pushed.retried:
-                break  # our own try deleted it before its answer was lost
-            if now is None or now.record != expect.record:
-                raise _not_held(wave, lane, self.where)
-            if why == "reaped":
-                raise Contention(
-                    "claimed",
-                    f"lane {wave}/{lane} heartbeated since it was judged stale: not reaped",
-                    hint="nothing to do: its holder is alive",
-                    holder=now.agent,
-                    wave=wave,
-                    lane=lane,
-                )
-            expect = now
-        else:
-            raise self._failed(doing, "the claim kept moving under lanes")
+        dest = local.archive_path(self.cfg, wave, lane, why)
+        event = record(dest) if record is not None else None
+        if event is not None and self.cfg.claim_dir(wave, lane).is_dir():
+            local.promise(self.cfg, wave, lane, dest)
+        log, tries = self.ledger(wave), 0
+        deadline = time.monotonic() + APPEND_PATIENCE
+        sent: list[str] = []  # rows pushed whose answer was lost in transport
+
+        def landed(tip: str) -> bool:
+            return any(tip and git.is_ancestor(self.repo, sha, tip) for sha in sent)
+
+        try:
+            while True:
+                updates: list[tuple[str, str, str | None]] = [("", ref, expect.token)]
+                if event is not None:
+                    tip = self._ls([ledger_ref], doing).get(ledger_ref, "")
+                    if tip:
+                        self._fetch([tip], doing)
+                    if landed(tip):
+                        break  # our own try landed before its answer was lost
+                    row, _ = log.build(tip, [event])
+                    updates.append((row, ledger_ref, tip))
+                failpoint(f"remote-{why}-push")
+                pushed = self._push(updates, doing)
+                if pushed.ok:
+                    break
+                if event is not None and pushed.retried:
+                    sent.append(row)
+                if event is not None and not pushed.stale(ref):
+                    # Only the ledger moved (another append won): the row again, on its tip.
+                    if time.monotonic() > deadline:
+                        raise self._failed(doing, "the ledger kept moving under lanes")
+                    time.sleep(random.uniform(0, 0.05))
+                    continue
+                now = self.holder(wave, lane)
+                if now is None and pushed.retried:
+                    if event is None:
+                        break  # our own try deleted it before its answer was lost
+                    tip = self._ls([ledger_ref], doing).get(ledger_ref, "")
+                    if tip:
+                        self._fetch([tip], doing)
+                    if landed(tip):
+                        break
+                if now is None or now.record != expect.record:
+                    raise _not_held(wave, lane, self.where)
+                # The same commit: the claim did not move, the push failed for the ledger's
+                # sake (refused under the server's ref lock); another: it heartbeated.
+                if now.token != expect.token and why == "reaped":
+                    raise Contention(
+                        "claimed",
+                        f"lane {wave}/{lane} heartbeated since it was judged stale: not reaped",
+                        hint="nothing to do: its holder is alive",
+                        holder=now.agent,
+                        wave=wave,
+                        lane=lane,
+                    )
+                expect, tries = now, tries + 1
+                if tries == 5:
+                    raise self._failed(doing, "the claim kept moving under lanes")
+        except (Contention, Refused):
+            with suppress(OSError):  # not retired: no promise stands
+                (self.cfg.claim_dir(wave, lane) / local.RETIRING).unlink()
+            raise
         failpoint(f"remote-{why}-pushed")
         if self.cfg.claim_dir(wave, lane).exists():
             return local.archive(self.cfg, wave, lane, why)
@@ -658,13 +711,19 @@ class RemoteCoord:
                         self._leases[wave] = fresh
                 failpoint("remote-landed")
                 return Landed(True, new, "", made)
-            if held is not None and pushed.stale(lease_ref):
-                raise self._lease_lost(wave)
-            if pushed.stale(main):
-                found = self._ls([main], doing).get(main, "")
+            if pushed.stale(main) or (held is not None and pushed.stale(lease_ref)):
+                # One ref refused makes git call every ref of an atomic push failed: read
+                # what the server holds to know which lease, if any, was really lost.
+                now = self._ls([main, lease_ref, ledger_ref], doing)
+                found = now.get(main, "")
                 if found == new and pushed.retried:  # our own try landed, answer lost
                     return Landed(True, new, "", made)
-                return Landed(False, found, f"{self.cfg.main} moved on the {self.where}")
+                if held is not None and now.get(lease_ref, "") != held:
+                    raise self._lease_lost(wave)
+                if found != old:
+                    return Landed(False, found, f"{self.cfg.main} moved on the {self.where}")
+                if now.get(ledger_ref, "") == tip:  # nothing moved, yet the server said no
+                    raise self._failed(doing, pushed.said)
             if time.monotonic() > deadline:
                 raise self._failed(doing, "the ledger kept moving under lanes")
             time.sleep(random.uniform(0, 0.05))
