@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test test-remote lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check lanes integrator tests bench
 	$(BIN)/mypy
 
+# The suite with the inbox (every test), then the coordination core again with a git remote
+# (the fixture parameter, docs/testing.md); `make test-remote` runs every test with the
+# remote (about eleven minutes more). Two workers.
+REMOTE_CORE := tests/test_submit.py tests/test_submit_worktree.py tests/test_fragments.py \
+	tests/test_gc.py tests/test_integrate.py tests/test_gate_wave.py tests/test_ledger.py \
+	tests/test_plan.py tests/test_postmortem.py
+
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
+	LANES_TEST_COORD=remote $(BIN)/pytest -q -n 2 $(REMOTE_CORE)
+
+test-remote: $(STAMP)
+	LANES_TEST_COORD=remote $(BIN)/pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

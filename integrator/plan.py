@@ -170,6 +170,7 @@ def _lane_plans(
     repo = cfg.main_checkout
     asked = [str((h.submit_details or {}).get("head") or cfg.branch(wave, h.lane)) for h in waiting]
     tips = git.resolve_commits(repo, asked)
+    claimed = coord.submitted_heads(wave)
     graph = git.commits_between(repo, head, [t for t in tips if t])
     raw = {
         sha: git.parse_commit(sha, data)
@@ -181,6 +182,21 @@ def _lane_plans(
         lp = LanePlan(hist.lane, hist.agent, cfg.branch(wave, hist.lane), tip)
         try:
             _check_lane(cfg, wave, lp, head, Lineage(tip, graph, raw) if tip else None, coord)
+            # What the lane's commits are is judged first (the more telling bounce), then
+            # whether the remote's claim hands them over at all.
+            if claimed is not None and claimed.get(hist.lane) != tip:
+                said = claimed.get(hist.lane)
+                raise BounceError(
+                    "not-submitted",
+                    [],
+                    "the ledger says this lane was submitted, but its claim on the remote "
+                    + (
+                        f"hands over {said[:12]}, not {str(tip)[:12]}"
+                        if said
+                        else "carries no submission"
+                    )
+                    + " (a row not written by lanes submit): run lanes submit again",
+                )
         except BounceError as exc:
             lp.problem = exc.bounce(lp)
         plans.append(lp)

@@ -173,13 +173,39 @@ def hand_submit(cfg: config.Config, wave: str, lane: str, files: dict[str, bytes
     claims.ledger(cfg, wave).append("submit", lane, record.agent, head=head)
 
 
+# Modules that build their own machines (several clones of one server): they run the same
+# whatever the seed's coordination, so the remote run leaves them to the local one.
+OWN_TOPOLOGY = {
+    "test_coord",
+    "test_remote",
+    "test_remote_faults",
+    "test_remote_integrate",
+    "test_servers",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With LANES_TEST_COORD=remote: the tests whose coordination is the seed's (they use
+    `seed_repo`, hence `coord_mode`) run; the others would run exactly as in the local run
+    and are deselected, said in the summary; `local_coord` tests are skipped with why."""
     if COORD != "remote":
         return
     skip = pytest.mark.skip(reason="checks the inbox's own files: local coordination only")
+    keep, left = [], []
     for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        same_both_ways = "coord_mode" not in getattr(item, "fixturenames", ())
+        if not os.environ.get("LANES_TEST_COORD_ALL") and (
+            same_both_ways or module in OWN_TOPOLOGY
+        ):
+            left.append(item)
+            continue
         if item.get_closest_marker("local_coord"):
             item.add_marker(skip)
+        keep.append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -304,3 +304,46 @@ def test_a_server_that_will_not_move_main_is_remote_failed_and_nothing_moves(
     lock.unlink()
     code, doc = lanes_json(submitted["ci"], "integrate", WAVE)
     assert code == 0 and doc["integrated"] == ["a", "b"], doc
+
+
+def test_a_forged_submit_row_does_not_land_an_unsubmitted_lane(
+    tmp_path: Path, bare: Path, submitted: dict[str, Path]
+) -> None:
+    """Anyone who can push refs/lanes/* can append a `submit` row with lanes' own code and
+    push a branch for a lane whose holder never submitted it: the claim on the remote does
+    not carry that submission, so the pass bounces the lane and lands nothing of it."""
+    m0 = submitted["m0"]
+    code, claimed = lanes_json(m0, "claim", WAVE, "victim", "--agent", "honest")
+    assert code == 0, claimed
+    evil = clone(tmp_path, bare, "evil")
+    git(evil, "checkout", "-q", "-b", "forged", "origin/main")
+    commit_file(evil, "src/evil.py", "evil = True\n")
+    forged = git(evil, "rev-parse", "HEAD")
+    git(evil, "push", "-q", "origin", f"{forged}:refs/heads/lanes/{WAVE}/victim")
+    from lanes import config, coord
+
+    coord.for_config(config.load(evil)).ledger(WAVE).append(
+        "submit", "victim", "honest", head=forged, commits=1, fragments=0
+    )
+    code, result = lanes_json(submitted["ci"], "integrate", WAVE)
+    assert code == 4, result
+    assert result["integrated"] == ["a", "b"]
+    [bounce] = result["bounced"]
+    assert (bounce["lane"], bounce["reason"]) == ("victim", "not-submitted"), bounce
+    head = on_server(bare, "refs/heads/main")
+    assert "src/evil.py" not in git(bare, "ls-tree", "-r", "--name-only", head)
+
+
+def test_a_lease_dated_in_the_future_is_taken_over(bare: Path, submitted: dict[str, Path]) -> None:
+    tree = git(bare, "hash-object", "-t", "tree", "/dev/null")
+    squat = subprocess.run(
+        ["git", "commit-tree", tree, "-m", "lanes integrator w: squatter"],
+        cwd=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "GIT_COMMITTER_DATE": "2099-01-01T00:00:00Z"},
+    ).stdout.strip()
+    git(bare, "update-ref", f"refs/lanes/{WAVE}/integrator", squat)
+    code, doc = lanes_json(submitted["ci"], "integrate", WAVE)
+    assert code == 0 and doc["integrated"] == ["a", "b"], doc

@@ -147,6 +147,11 @@ class Coord(Protocol):
         claims and their fragments (under `fragment_dir`); locally everything is here."""
         ...
 
+    def submitted_heads(self, wave: str) -> dict[str, str] | None:
+        """lane -> the commit its claim says was submitted, where claims carry that
+        (remote, after `stage_wave`); None where the ledger alone records it (local)."""
+        ...
+
     def fragment_dir(self, wave: str, lane: str) -> Path:
         """Where a pass reads the lane's fragments (landed ones in `applied/` beside it)."""
         ...

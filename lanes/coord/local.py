@@ -200,6 +200,9 @@ class LocalCoord:
     def stage_wave(self, wave: str) -> None:
         return None  # the branches are in this repository, the fragments in the claim dirs
 
+    def submitted_heads(self, wave: str) -> dict[str, str] | None:
+        return None  # the ledger here is the record of submissions (its chain, its anchor)
+
     def fragment_dir(self, wave: str, lane: str) -> Path:
         from lanes import claims
 

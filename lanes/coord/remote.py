@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 RECORD = "claim.json"
 FRAGMENTS = "fragments"
+CLOCK_SKEW = 300.0  # seconds a commit time may be ahead of this machine's clock
+SUBMITTED = "submitted.json"  # in a submitted claim's tree: {"head": the commit handed over}
 APPEND_PATIENCE = 120.0  # seconds an append keeps retrying lost leases before giving up
 TIMEOUT_ENV = "LANES_REMOTE_TIMEOUT"  # seconds one git call to the remote may take
 TIMEOUT = 60.0
@@ -507,6 +509,7 @@ class RemoteCoord:
             files.update({f"{FRAGMENTS}/{name}": data for name, data in fragments.items()})
             if not fragments:
                 files[f"{FRAGMENTS}/.none"] = b""
+            files[SUBMITTED] = (json.dumps({"head": tip}) + "\n").encode()
             message = self._claim_message("submit", wave, lane, expect.agent) + f"head: {tip}\n"
             commit = self._commit(files, [expect.token], message)
             failpoint("remote-submit-push")
@@ -575,6 +578,9 @@ class RemoteCoord:
                 except BadInput:
                     name = f"not-a-fragment-name-{n}"
                 (folder / name).write_bytes(blob or b"")
+            head = _submitted_head(git.blobs_at(self.repo, [f"{h.token}:{SUBMITTED}"])[0])
+            if head:
+                (tmp / lane / SUBMITTED).write_text(head, encoding="utf-8")
         old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex}")
         if root.exists():
             os.rename(root, old)
@@ -584,6 +590,15 @@ class RemoteCoord:
 
     def _staged(self, wave: str) -> Path:
         return self.cfg.state_dir / "remote" / wave
+
+    def submitted_heads(self, wave: str) -> dict[str, str] | None:
+        """What each claim on the remote says was submitted (staged by `stage_wave`): a
+        ledger row alone, which anyone who can push the ledger can write, is not enough."""
+        found = {}
+        for lane_dir in self._staged(wave).iterdir() if self._staged(wave).is_dir() else ():
+            with suppress(OSError):
+                found[lane_dir.name] = (lane_dir / SUBMITTED).read_text(encoding="utf-8")
+        return found
 
     def fragment_dir(self, wave: str, lane: str) -> Path:
         return self._staged(wave) / lane / FRAGMENTS
@@ -607,7 +622,10 @@ class RemoteCoord:
                 self._fetch([there], doing)
                 _, when, said = git.commit_info(self.repo, there)
                 # Taken over when stale, or at once when its pass was killed on this machine.
-                if time.time() - when > self.cfg.stale_after_seconds or _dead_here(said):
+                # A lease dated ahead of this clock by more than CLOCK_SKEW is no lease:
+                # it would never go stale.
+                age = time.time() - when
+                if age > self.cfg.stale_after_seconds or age < -CLOCK_SKEW or _dead_here(said):
                     pushed = self._push([(commit, ref, there)], doing)
                 if not pushed.ok:
                     holder = said.splitlines()[0].split(": ", 1)[-1] if said else "unknown"
@@ -754,6 +772,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process
     return True
+
+
+def _submitted_head(blob: bytes | None) -> str:
+    try:
+        doc = json.loads(blob or b"")
+    except ValueError:
+        return ""
+    head = doc.get("head") if isinstance(doc, dict) else None
+    return head if isinstance(head, str) and len(head) in (40, 64) and head.isalnum() else ""
 
 
 def _not_held(wave: str, lane: str, where: str) -> Refused:
